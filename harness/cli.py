@@ -1,0 +1,165 @@
+"""The ``harness`` command line: run, list, plugins, validate, leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from .errors import HarnessError, ResultError, SpecError, UsageError
+
+LISTABLE = ("encoders", "tokenizers", "tasks", "kinds", "metrics", "writers", "datasets")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError (one line, exit 4) instead of printing usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-p", dest="plugin_flags", action="append", default=[], metavar="NAME",
+                        help="load plugin NAME (entry-point name or module); -p no:NAME blocks it")
+    parser = _Parser(prog="harness", description="Evaluate vision and vision-language representations.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", parents=[common], help="evaluate a model on tasks")
+    run.add_argument("--model", required=True, help="encoder name, e.g. openclip:ViT-B-32/laion2b_s34b_b79k")
+    run.add_argument("--task", dest="tasks", action="append", required=True,
+                     help="task name or path to a task YAML (repeatable)")
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default: auto)")
+    run.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    run.add_argument("--batch-size", type=_positive_int, default=32)
+    run.add_argument("--limit", type=_positive_int, default=None, help="evaluate a seeded subset of N samples")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--output-dir", type=Path, default=Path("results"))
+    run.add_argument("--writer", dest="writers", action="append", default=None, help="result writer (default: json)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    lst = sub.add_parser("list", parents=[common], help="list what the loaded plugins provide")
+    lst.add_argument("what", choices=LISTABLE)
+    sub.add_parser("plugins", parents=[common], help="list loaded plugins with distribution and version")
+    val = sub.add_parser("validate", parents=[common], help="validate task specs (.yaml) and result files (.json)")
+    val.add_argument("paths", nargs="*", type=Path, help="files or folders")
+    val.add_argument("--all", action="store_true", help="every task spec the plugins register")
+    board = sub.add_parser("leaderboard", parents=[common], help="render result files as markdown")
+    board.add_argument("results_dir", type=Path)
+    board.add_argument("-o", "--output", type=Path, required=True, help="markdown file to write")
+    return parser
+
+
+def _registries(args: argparse.Namespace):  # noqa: ANN202 - Registries, imported lazily
+    from .pluginmanager import get_plugin_manager
+    from .registry import collect
+
+    return collect(get_plugin_manager(args.plugin_flags))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .runner import RunConfig, run
+
+    config = RunConfig(
+        model=args.model, tasks=tuple(args.tasks), device=args.device, dtype=args.dtype,
+        batch_size=args.batch_size, limit=args.limit, seed=args.seed, output_dir=args.output_dir,
+        writers=tuple(args.writers or ("json",)), progress=not args.quiet and sys.stderr.isatty(),
+    )
+    for path in run(config, _registries(args)):
+        print(path)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    registries = _registries(args)
+    registry = getattr(registries, "task_kinds" if args.what == "kinds" else args.what)
+    for name, entry in registry.items():
+        description = getattr(entry.item, "description", "") if args.what != "tasks" else str(entry.item)
+        print(f"{name}\t[{entry.plugin}]\t{description}".rstrip())
+    if args.what == "encoders":
+        print("# other names are resolved by plugins, e.g. openclip:ARCH/TAG, hf:ORG/REPO, a local path")
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from .pluginmanager import get_plugin_manager
+
+    for info in get_plugin_manager(args.plugin_flags).plugins_info():
+        dist = f"{info.distribution} {info.version}" if info.distribution else "(not from a distribution)"
+        print(f"{info.name}\t{info.module}\t{dist}")
+    return 0
+
+
+def _validate_file(path: Path, registries) -> None:  # noqa: ANN001
+    from .result import read_result
+    from .taskspec import load_task_spec
+
+    if path.suffix in (".yaml", ".yml"):
+        load_task_spec(path, registries)
+    elif path.suffix == ".json":
+        read_result(path)
+    else:
+        raise UsageError(f"{path}: not a task spec (.yaml) or result file (.json)")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    registries = _registries(args)
+    files: list[Path] = [entry.item for _, entry in registries.tasks.items()] if args.all else []
+    for path in args.paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json"))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or folder")
+    if not files:
+        raise UsageError("validate: nothing to validate (give paths or --all)")
+    failures = 0
+    for path in files:
+        try:
+            _validate_file(path, registries)
+            print(f"ok\t{path}")
+        except (SpecError, ResultError) as exc:
+            failures += 1
+            print(f"FAIL\t{exc}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .atomicfile import write_text_atomic
+    from .leaderboard import collect, render
+
+    write_text_atomic(args.output, render(collect(args.results_dir)))
+    print(args.output)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "validate": cmd_validate,
+            "leaderboard": cmd_leaderboard}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``harness`` console script; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except HarnessError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Load a task's data (pinned hub dataset, local path or registered builder) as a `datasets.Dataset`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import DataError
+from .specs import load_object
+from .taskspec import DatasetSource
+
+if TYPE_CHECKING:
+    import datasets
+
+    from .registry import Registries
+
+_FILE_TYPES = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".json": "json", ".jsonl": "json"}
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """The rows of one split and what identifies them in results."""
+
+    data: datasets.Dataset
+    identity: dict[str, Any]
+
+
+def _from_hub(source: DatasetSource) -> tuple[datasets.Dataset, dict[str, Any]]:
+    import datasets
+
+    try:
+        data = datasets.load_dataset(source.hub, source.name, revision=source.revision, split=source.split)
+    except Exception as exc:  # offline, missing split, auth: all end the run the same way
+        raise DataError(
+            f"cannot load hub dataset {source.hub!r}@{source.revision} split {source.split!r}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            " (the hub is unreachable offline: use a local `path:` dataset)"
+        ) from None
+    identity = {"source": "hub", "id": source.hub + (f"/{source.name}" if source.name else ""),
+                "revision": source.revision, "fingerprint": data._fingerprint}
+    return data, identity
+
+
+def _from_path(source: DatasetSource) -> tuple[datasets.Dataset, dict[str, Any]]:
+    import datasets
+
+    path = Path(source.path)
+    if not path.exists():
+        raise DataError(f"dataset path {str(path)!r} does not exist")
+    try:
+        if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+            data = datasets.load_from_disk(str(path))
+            if isinstance(data, datasets.DatasetDict):
+                data = data[source.split]
+        elif path.is_dir():
+            data = datasets.load_dataset("imagefolder", data_dir=str(path), split=source.split)
+        elif path.suffix in _FILE_TYPES:
+            data = datasets.load_dataset(_FILE_TYPES[path.suffix], data_files={source.split: str(path)}, split=source.split)
+        else:
+            raise DataError(f"dataset path {str(path)!r}: unsupported file type (use {', '.join(_FILE_TYPES)} or a folder)")
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"cannot load dataset at {str(path)!r} split {source.split!r}: {type(exc).__name__}: {exc}") from None
+    identity = {"source": "path", "id": str(path), "revision": None, "fingerprint": data._fingerprint}
+    return data, identity
+
+
+def _from_builder(source: DatasetSource, registries: Registries) -> tuple[datasets.Dataset, dict[str, Any]]:
+    spec = registries.datasets.get(source.builder)
+    config = dict(source.config)
+    try:
+        data = load_object(spec.factory)(config, source.split)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"dataset builder {spec.name!r} rejected config {config} split {source.split!r}: {exc}") from None
+    identity = {"source": "builder", "id": spec.name, "revision": spec.version,
+                "fingerprint": data._fingerprint, "config": config}
+    return data, identity
+
+
+def load_dataset(source: DatasetSource, registries: Registries) -> LoadedDataset:
+    """Load the split named by ``source``."""
+    if source.hub is not None:
+        data, identity = _from_hub(source)
+    elif source.path is not None:
+        data, identity = _from_path(source)
+    else:
+        data, identity = _from_builder(source, registries)
+    identity["split"] = source.split
+    return LoadedDataset(data=data, identity=identity)
+
+
+def subset_indices(total: int, limit: int | None, seed: int) -> np.ndarray:
+    """Indices of a ``--limit`` run: a seeded random subset, sorted; all rows without a limit."""
+    if limit is None or limit >= total:
+        return np.arange(total)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(total, size=limit, replace=False))

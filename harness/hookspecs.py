@@ -1,0 +1,80 @@
+"""Every extension point of harness, in one place (the public plugin API).
+
+Plugins implement these with ``harness.hookimpl`` (or their own
+``pluggy.HookimplMarker("harness")``) and declare themselves in the ``harness``
+entry-point group. Hooks are called with keyword arguments; an implementation
+may accept fewer arguments than its spec.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .specs import DatasetSpec, EncoderSpec, MetricSpec, TaskKindSpec, TokenizerSpec, WriterSpec
+
+hookspec = pluggy.HookspecMarker("harness")
+
+
+@hookspec
+def harness_register_encoders() -> list[EncoderSpec]:
+    """Return the image/text encoders this plugin names up front. Must not import torch."""
+
+
+@hookspec
+def harness_register_tokenizers() -> list[TokenizerSpec]:
+    """Return the visual tokenizers (image -> token sequence for an LLM) this plugin provides."""
+
+
+@hookspec
+def harness_register_task_kinds() -> list[TaskKindSpec]:
+    """Return task kinds (code), referenced by the ``kind`` field of task specs."""
+
+
+@hookspec
+def harness_register_task_dirs() -> list[Path]:
+    """Return directories of ``*.yaml`` task specs (data). The file stem is the task name."""
+
+
+@hookspec
+def harness_register_metrics() -> list[MetricSpec]:
+    """Return metrics: pure functions over arrays, with direction and interval method."""
+
+
+@hookspec
+def harness_register_writers() -> list[WriterSpec]:
+    """Return result writers, selected with ``harness run --writer NAME``."""
+
+
+@hookspec
+def harness_register_datasets() -> list[DatasetSpec]:
+    """Return dataset builders, referenced by ``dataset: {builder: NAME}`` in task specs."""
+
+
+@hookspec(firstresult=True)
+def harness_resolve_encoder(name: str) -> EncoderSpec | None:
+    """Turn an open-ended name (``hf:org/repo``, a local path, ...) into a spec.
+
+    Called only for names no plugin registered. Stops at the first non-None result.
+    """
+
+
+@hookspec(firstresult=True)
+def harness_resolve_tokenizer(name: str) -> TokenizerSpec | None:
+    """Like ``harness_resolve_encoder``, for visual tokenizers. Stops at first non-None result."""
+
+
+@hookspec
+def harness_run_started(run: Any) -> None:
+    """Observer: names are resolved and checked; no weights are loaded yet.
+
+    ``run`` is the frozen ``harness.runner.RunConfig``.
+    """
+
+
+@hookspec
+def harness_task_finished(run: Any, result: dict[str, Any]) -> None:
+    """Observer: one task finished and its result validated. Must not mutate ``result``."""

@@ -1,0 +1,22 @@
+"""Built-in result writer: one canonical JSON file per (model, task)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness import hookimpl
+from harness.atomicfile import write_text_atomic
+from harness.result import dumps, model_id
+from harness.specs import WriterSpec
+
+
+@hookimpl
+def harness_register_writers() -> list[WriterSpec]:
+    return [WriterSpec("json", "harness_writers:write_json", "OUTPUT_DIR/<model id>/<task>.json, written atomically")]
+
+
+def write_json(result: dict[str, Any], output_dir: Path) -> Path:
+    """Write ``result`` to ``output_dir/<model id>/<task>.json`` atomically."""
+    path = Path(output_dir) / model_id(result["model"]["name"]) / f"{result['task']['name']}.json"
+    return write_text_atomic(path, dumps(result))
