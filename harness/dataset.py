@@ -81,8 +81,14 @@ def _from_builder(source: DatasetSource, registries: Registries) -> tuple[datase
     return data, identity
 
 
-def load_dataset(source: DatasetSource, registries: Registries) -> LoadedDataset:
-    """Load the split named by ``source``."""
+def load_dataset(source: DatasetSource, registries: Registries, progress: bool = False) -> LoadedDataset:
+    """Load the split named by ``source``; ``datasets`` shows progress bars only with ``progress``."""
+    import datasets
+
+    if progress:
+        datasets.enable_progress_bars()
+    else:
+        datasets.disable_progress_bars()
     if source.hub is not None:
         data, identity = _from_hub(source)
     elif source.path is not None:

@@ -133,7 +133,7 @@ def evaluate_task(
     spec, kind, task_plugin = task
     _seed_everything(config.seed)
     start = time.perf_counter()
-    loaded = load_dataset(spec.dataset, registries)
+    loaded = load_dataset(spec.dataset, registries, config.progress)
     total = len(loaded.data)
     index = subset_indices(total, config.limit, config.seed)
     data = loaded.data if len(index) == total else loaded.data.select(index)
@@ -141,7 +141,7 @@ def evaluate_task(
     features = Features(encoder, device=device, dtype=config.dtype, batch_size=config.batch_size, progress=config.progress)
     ctx = TaskContext(
         spec=spec, data=data, features=features, seed=config.seed, where=f"task {spec.name}",
-        load_split=lambda split: load_dataset(replace(spec.dataset, split=split), registries).data,
+        load_split=lambda split: load_dataset(replace(spec.dataset, split=split), registries, config.progress).data,
     )
     outputs = load_object(kind.factory)().evaluate(ctx)
     metric_start = time.perf_counter()

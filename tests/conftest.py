@@ -24,3 +24,55 @@ os.environ.update(
 from harness.torchcompat import ensure_torchvision  # noqa: E402
 
 ensure_torchvision()
+
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+TINY_OPENCLIP_ARCH = "harness-tiny-clip"
+TINY_OPENCLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_openclip(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny open_clip architecture (registered with open_clip) and a seeded checkpoint file.
+
+    Returns ``{"arch", "checkpoint", "name"}`` where ``name`` is the harness model name.
+    """
+    import open_clip
+    import torch
+
+    root = tmp_path_factory.mktemp("tiny-openclip")
+    (root / f"{TINY_OPENCLIP_ARCH}.json").write_text(json.dumps(TINY_OPENCLIP_CONFIG))
+    open_clip.add_model_config(root / f"{TINY_OPENCLIP_ARCH}.json")
+    torch.manual_seed(0)
+    model = open_clip.create_model(TINY_OPENCLIP_ARCH, pretrained=None)
+    checkpoint = root / "tiny.pt"
+    torch.save(model.state_dict(), checkpoint)
+    return {"arch": TINY_OPENCLIP_ARCH, "checkpoint": checkpoint, "name": f"openclip:{TINY_OPENCLIP_ARCH}/{checkpoint}"}
+
+
+def make_image_folder(root: Path, per_class: int = 4, size: int = 40) -> Path:
+    """An image-folder dataset (split ``test``) of flat-coloured images in three classes."""
+    from PIL import Image
+
+    colours = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+    for name, rgb in colours.items():
+        folder = root / "test" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shade = tuple(max(0, c - 12 * i) for c in rgb)
+            Image.new("RGB", (size, size), shade).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small local image-folder dataset shared by the end-to-end tests."""
+    return make_image_folder(tmp_path_factory.mktemp("imagefolder"))

@@ -1,0 +1,24 @@
+"""transformers encoders: CLIP-style dual encoders and vision backbones, from the hub or local dirs.
+
+Names are parsed in :mod:`harness_hf.names` without importing torch or transformers; the
+model is built by :func:`harness_hf.encoder.load` only when a run needs it.
+"""
+
+from __future__ import annotations
+
+from harness import hookimpl
+from harness.specs import EncoderSpec
+
+from .names import parse, well_known
+
+
+@hookimpl
+def harness_register_encoders() -> list[EncoderSpec]:
+    """A few well-known hub models; any other ``hf:`` name resolves (see :mod:`harness_hf.names`)."""
+    return well_known()
+
+
+@hookimpl
+def harness_resolve_encoder(name: str) -> EncoderSpec | None:
+    """Any ``hf:`` name; None for other prefixes."""
+    return parse(name)

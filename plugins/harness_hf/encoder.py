@@ -1,0 +1,166 @@
+"""transformers image and image+text encoders behind harness's encoder protocol.
+
+Which output is the embedding:
+
+- Dual encoders (CLIP, SigLIP, ALIGN, ...: anything with ``get_image_features`` and
+  ``get_text_features``): those two methods, i.e. the projected, unnormalised embeddings the
+  model was trained to compare. Text is tokenised by the repo's own tokenizer, truncated to
+  the text tower's positions; SigLIP pads to that maximum length, as it was trained (its text
+  pooler reads the last position), other models pad to the longest text in the batch.
+- Vision-only models: the final-norm CLS token. ViT-style models (``CLS_TYPES``) take
+  ``last_hidden_state[:, 0]``, because their ``pooler_output`` is an extra dense+tanh layer
+  that most checkpoints never trained; every other model takes ``pooler_output`` flattened,
+  which is the layer-normed CLS token for DINOv2, the (normed) patch mean for BEiT and Swin,
+  and the globally pooled features for conv nets (ConvNeXt, ResNet, ...). A model without a
+  pooler falls back to the first token (or the spatial mean of a feature map).
+
+Preprocessing is the repo's own image processor. Weights load with ``trust_remote_code=False``
+(transformers reads ``.bin`` files with ``weights_only=True``); hub ids pass their revision to
+every ``from_pretrained`` call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import warnings
+from typing import TYPE_CHECKING, Any, Sequence
+
+from harness.encoder import LoadOptions, n_parameters, state_fingerprint
+from harness.errors import ModelLoadError
+from harness.specs import EncoderSpec
+from harness.torchcompat import ensure_torchvision
+
+from .hub import commit_of, describe
+from .names import IMAGE, IMAGE_TEXT, modalities_of
+
+if TYPE_CHECKING:
+    import PIL.Image
+    import torch
+
+CLS_TYPES = frozenset({"vit", "deit", "vit_msn", "vit_hybrid"})
+MAX_LENGTH_PADDING = frozenset({"siglip"})
+
+
+class HfEncoder:
+    """A transformers model with its image processor (and tokenizer, for dual encoders)."""
+
+    def __init__(self, model: Any, image_processor: Any, tokenizer: Any | None, revision: str | None,
+                 device: str) -> None:
+        self.model, self.image_processor, self.tokenizer = model, image_processor, tokenizer
+        self.model_type = str(getattr(model.config, "model_type", ""))
+        self.modalities = IMAGE_TEXT if tokenizer is not None else IMAGE
+        self.revision, self.device = revision, device
+        self.embed_dim: int | None = None
+        self._fingerprint: str | None = None
+
+    def preprocess(self, image: PIL.Image.Image) -> torch.Tensor:
+        """The repo's image processor on one RGB image: ``(C, H, W)``."""
+        return self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` on the model's device -> ``(N, D)`` unnormalised (see module docstring)."""
+        if self.tokenizer is not None:
+            return _tensor(self.model.get_image_features(pixel_values=pixels))
+        outputs = self.model(pixel_values=pixels)
+        hidden, pooled = outputs.last_hidden_state, getattr(outputs, "pooler_output", None)
+        if self.model_type in CLS_TYPES or pooled is None:
+            return hidden[:, 0] if hidden.ndim == 3 else hidden.flatten(2).mean(-1)
+        return pooled.flatten(1)
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Tokenise with the repo's tokenizer -> ``(N, D)`` unnormalised."""
+        if self.tokenizer is None:
+            raise NotImplementedError(f"{self.model_type!r} is an image-only model")
+        max_length = _text_positions(self.model.config)
+        padding = "max_length" if self.model_type in MAX_LENGTH_PADDING else True
+        batch = self.tokenizer(list(texts), padding=padding, truncation=True, max_length=max_length,
+                               return_tensors="pt")
+        accepted = inspect.signature(self.model.get_text_features).parameters
+        inputs = {key: value.to(self.device) for key, value in batch.items() if key in accepted}
+        return _tensor(self.model.get_text_features(**inputs))
+
+    def provenance(self) -> dict[str, Any]:
+        """Hub commit (None for local directories), state fingerprint, parameter count."""
+        if self._fingerprint is None:
+            self._fingerprint = state_fingerprint(self.model)
+        return {"revision": self.revision, "fingerprint": self._fingerprint,
+                "n_parameters": n_parameters(self.model)}
+
+
+def load(spec: EncoderSpec, options: LoadOptions) -> HfEncoder:
+    """Factory named by the ``hf:`` specs: model, image processor and (dual) tokenizer."""
+    ensure_torchvision()
+    import torch
+    import transformers
+
+    path, hub = spec.args["path"], spec.args.get("hub", False)
+    if not hub and not os.path.isdir(path):
+        raise ModelLoadError(f"cannot load model {spec.name!r}: directory not found: {path}")
+    kwargs: dict[str, Any] = {"trust_remote_code": False}
+    if hub and spec.revision:
+        kwargs["revision"] = spec.revision
+    torch.manual_seed(options.seed)
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, **kwargs)
+        modalities = modalities_of(config.to_dict(), spec.name)
+        _check_modalities(spec, modalities)
+        model, info = transformers.AutoModel.from_pretrained(
+            path, output_loading_info=True, dtype=torch.float32, **kwargs)
+        image_processor = transformers.AutoImageProcessor.from_pretrained(path, **kwargs)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kwargs) if "text" in modalities else None
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # OSError (missing/unreachable), ValueError (unknown type), safetensors errors
+        raise ModelLoadError(describe(spec.name, exc, hub)) from exc
+    _check_model(spec, model, modalities, info)
+    model.to(options.device).eval()
+    encoder = HfEncoder(model, image_processor, tokenizer, commit_of(path, spec.revision) if hub else None,
+                        options.device)
+    encoder.embed_dim = _probe_dim(encoder)
+    return encoder
+
+
+def _check_modalities(spec: EncoderSpec, actual: frozenset[str]) -> None:
+    """The modalities planned at resolve time (maybe guessed from the name) must be the real ones."""
+    if actual == spec.modalities:
+        return
+    how = "guessed from its name because its config.json was not cached" if spec.args.get("guessed") else "resolved"
+    raise ModelLoadError(
+        f"cannot load model {spec.name!r}: it was {how} as {'+'.join(sorted(spec.modalities))} but is "
+        f"{'+'.join(sorted(actual))}; run again (its config.json is cached now)")
+
+
+def _check_model(spec: EncoderSpec, model: Any, modalities: frozenset[str], info: dict[str, Any]) -> None:
+    """The loaded class must offer what the modalities promise; missing weights are announced."""
+    dual = hasattr(model, "get_image_features") and hasattr(model, "get_text_features")
+    if "text" in modalities and not dual:
+        raise ModelLoadError(f"cannot load model {spec.name!r}: {type(model).__name__} has no get_text_features")
+    if not dual and getattr(model, "main_input_name", "") != "pixel_values":
+        raise ModelLoadError(f"cannot load model {spec.name!r}: {type(model).__name__} does not take images")
+    missing = [key for key in info.get("missing_keys", ()) if not key.startswith("pooler.")]
+    if missing:
+        warnings.warn(f"{spec.name}: {len(missing)} weights missing from the checkpoint and randomly "
+                      f"initialised (seeded), e.g. {', '.join(sorted(missing)[:3])}", stacklevel=2)
+
+
+def _probe_dim(encoder: HfEncoder) -> int:
+    """Embedding width, read off one tiny forward pass (configs name it differently per family)."""
+    import PIL.Image
+    import torch
+
+    with torch.inference_mode():
+        if encoder.tokenizer is not None:
+            return int(encoder.encode_text(["a"]).shape[-1])
+        pixels = encoder.preprocess(PIL.Image.new("RGB", (64, 64)))[None].to(encoder.device)
+        return int(encoder.encode_image(pixels).shape[-1])
+
+
+def _text_positions(config: Any) -> int | None:
+    text = getattr(config, "text_config", config)
+    return getattr(text, "max_position_embeddings", None)
+
+
+def _tensor(output: Any) -> torch.Tensor:
+    """transformers 5 returns a ModelOutput whose pooler_output is the embedding; 4.x a tensor."""
+    return output if hasattr(output, "ndim") else output.pooler_output

@@ -1,0 +1,171 @@
+"""Build an open_clip model, its eval transform and its tokenizer behind harness's encoder protocol.
+
+Weights are loaded by open_clip itself (``create_model_from_pretrained``, which refuses to
+return a randomly initialised model) with ``weights_only=True``. The tokenizer is always
+``open_clip.get_tokenizer`` of the same model name; an architecture open_clip does not know
+is an error before that call, so its silent fallback to the default tokenizer never happens.
+Embeddings are returned unnormalised, in float32 weights (the core applies autocast).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+from harness.encoder import LoadOptions, n_parameters, state_fingerprint
+from harness.errors import ModelLoadError
+from harness.specs import EncoderSpec
+from harness.torchcompat import ensure_torchvision
+
+if TYPE_CHECKING:
+    import PIL.Image
+    import torch
+
+WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pth")  # what open_clip looks for in a local-dir
+_HUB_ERRORS = {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectionError", "HfHubHTTPError",
+               "RepositoryNotFoundError", "EntryNotFoundError", "URLError"}
+
+
+class OpenClipEncoder:
+    """An open_clip CLIP-style model: image and text towers in one embedding space."""
+
+    modalities = frozenset({"image", "text"})
+
+    def __init__(self, model: Any, transform: Callable, tokenizer: Callable, embed_dim: int,
+                 revision: str | None, device: str) -> None:
+        self.model, self.transform, self.tokenizer = model, transform, tokenizer
+        self.embed_dim, self.revision, self.device = embed_dim, revision, device
+        self._fingerprint: str | None = None
+
+    def preprocess(self, image: PIL.Image.Image) -> torch.Tensor:
+        """open_clip's eval transform (resize, centre crop, normalise): ``(C, H, W)``."""
+        return self.transform(image)
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` on the model's device -> ``(N, D)`` unnormalised."""
+        return self.model.encode_image(pixels)
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Tokenise with the model's own tokenizer -> ``(N, D)`` unnormalised."""
+        tokens = self.tokenizer(list(texts)).to(self.device)
+        return self.model.encode_text(tokens)
+
+    def provenance(self) -> dict[str, Any]:
+        """Weights revision (the pretrained tag, or the hub commit), fingerprint, parameter count."""
+        if self._fingerprint is None:
+            self._fingerprint = state_fingerprint(self.model)
+        return {"revision": self.revision, "fingerprint": self._fingerprint,
+                "n_parameters": n_parameters(self.model)}
+
+
+def load(spec: EncoderSpec, options: LoadOptions) -> OpenClipEncoder:
+    """Factory named by the ``openclip:`` specs: load weights, transform and tokenizer."""
+    ensure_torchvision()
+    import open_clip
+    import torch
+
+    _check_source(spec, open_clip)
+    model_name, pretrained = spec.args["model_name"], spec.args.get("pretrained")
+    torch.manual_seed(options.seed)
+    try:
+        with _quiet_logging():
+            model, transform = open_clip.create_model_from_pretrained(
+                model_name, pretrained=pretrained, device=options.device, weights_only=True)
+            tokenizer = open_clip.get_tokenizer(model_name)
+            embed_dim = int(open_clip.get_model_config(model_name)["embed_dim"])
+    except Exception as exc:  # open_clip raises RuntimeError, OSError, ValueError, pickle and safetensors errors
+        raise ModelLoadError(_describe(spec, exc)) from exc
+    model.eval()
+    return OpenClipEncoder(model, transform, tokenizer, embed_dim, _revision(spec), options.device)
+
+
+def _check_source(spec: EncoderSpec, open_clip: Any) -> None:
+    """Fail fast, offline, with suggestions: unknown arch or tag, missing file or directory."""
+    args, where = spec.args, f"cannot load model {spec.name!r}"
+    source = args["source"]
+    if source in ("tag", "file"):
+        arch = args["model_name"]
+        if arch not in open_clip.list_models():
+            raise ModelLoadError(f"{where}: unknown open_clip architecture {arch!r}{_close(arch, open_clip.list_models())}")
+    if source == "tag":
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        if not open_clip.is_pretrained_cfg(arch, args["pretrained"]):
+            known = _close(args["pretrained"], tags) or (f"; known tags: {', '.join(tags)}" if tags else "; it has no pretrained tags")
+            raise ModelLoadError(f"{where}: {args['pretrained']!r} is not a pretrained tag of {arch}{known}")
+    elif source == "file" and not os.path.isfile(args["pretrained"]):
+        raise ModelLoadError(f"{where}: checkpoint file not found: {args['pretrained']}")
+    elif source == "local-dir":
+        path = Path(args["path"])
+        if not path.is_dir():
+            raise ModelLoadError(f"{where}: directory not found: {path}")
+        if not (path / "open_clip_config.json").is_file():
+            raise ModelLoadError(f"{where}: {path} has no open_clip_config.json")
+        if not any(any(path.glob(pattern)) for pattern in WEIGHT_GLOBS):
+            raise ModelLoadError(f"{where}: {path} holds no weights ({', '.join(WEIGHT_GLOBS)})")
+
+
+def _close(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _describe(spec: EncoderSpec, exc: BaseException) -> str:
+    """One line: the model, and either 'hub unreachable' or the library's first line."""
+    where = f"cannot load model {spec.name!r}"
+    if spec.args["source"] in ("tag", "hf-hub") and _from_hub(exc):
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            return f"{where}: its files are not in the local cache and the hub is unreachable (HF_HUB_OFFLINE is set)"
+        return f"{where}: could not download it from the Hugging Face hub ({_first_line(exc)})"
+    if type(exc).__name__ == "UnpicklingError":
+        return (f"{where}: torch.load(weights_only=True) refused the checkpoint: it is corrupt or pickles "
+                "objects other than tensors (save a plain state_dict or safetensors)")
+    if _first_line(exc).startswith("Error(s) in loading state_dict"):
+        return f"{where}: the weights do not fit architecture {spec.args['model_name']!r} ({_first_line(exc).rstrip(':')})"
+    return f"{where}: {type(exc).__name__}: {_first_line(exc)}"
+
+
+def _from_hub(exc: BaseException | None) -> bool:
+    """True when a hub download error is anywhere in the exception's chain."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if any(cls.__name__ in _HUB_ERRORS for cls in type(exc).__mro__):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _revision(spec: EncoderSpec) -> str | None:
+    """The tag for tags; the cached snapshot commit for hub repos; None for local files."""
+    if spec.args["source"] == "tag":
+        return spec.args["pretrained"]
+    if spec.args["source"] == "hf-hub":
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(spec.args["repo"], "open_clip_config.json")
+        if isinstance(cached, str) and "snapshots" in Path(cached).parts:
+            parts = Path(cached).parts
+            return parts[parts.index("snapshots") + 1]
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_logging() -> Iterator[None]:
+    """open_clip logs its failures at ERROR on the root logger; our one-line error says it all."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.disable(previous)

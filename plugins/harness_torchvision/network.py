@@ -1,0 +1,146 @@
+"""The torchvision encoder: a classification network split into a feature trunk and its
+final linear layer.
+
+``encode_image`` returns the input of the network's last ``nn.Linear`` (for ResNet,
+MobileNetV2, EfficientNet, DenseNet, ConvNeXt, ViT, Swin: the globally pooled,
+pre-classifier features; for VGG/AlexNet and MobileNetV3: the hidden layer that feeds
+the last linear layer). ``classifier(features)`` applies that layer and gives the
+ImageNet logits, so predictions can be checked against the original network.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from harness.encoder import LoadOptions, n_parameters, state_fingerprint
+from harness.errors import IncompatibleError, ModelLoadError
+from harness.specs import EncoderSpec
+from harness.torchcompat import ensure_torchvision
+
+from . import checkpoint
+
+ensure_torchvision()
+
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from torchvision import transforms  # noqa: E402
+
+#: ImageNet statistics of the standard eval transform (used when weights carry none).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def standard_transform() -> Any:
+    """Resize(256) -> CenterCrop(224) -> float tensor -> ImageNet Normalize (torchvision's preset)."""
+    return transforms.Compose([
+        transforms.Resize(256, interpolation=transforms.InterpolationMode.BILINEAR, antialias=True),
+        transforms.CenterCrop(224),
+        transforms.ToTensor(),
+        transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+
+
+def _split_head(network: torch.nn.Module, arch: str) -> torch.nn.Linear:
+    """Replace the network's last ``nn.Linear`` (in registration order) by Identity; return it."""
+    linears = [(name, m) for name, m in network.named_modules() if isinstance(m, torch.nn.Linear)]
+    if not linears:
+        raise ModelLoadError(f"torchvision {arch}: has no linear classifier layer to take features before")
+    name, head = linears[-1]
+    parent_name, _, child = name.rpartition(".")
+    setattr(network.get_submodule(parent_name) if parent_name else network, child, torch.nn.Identity())
+    return head
+
+
+class TorchvisionEncoder:
+    """A frozen torchvision classifier used as an image encoder (eval mode, no gradients)."""
+
+    modalities = frozenset({"image"})
+
+    def __init__(self, network: torch.nn.Module, arch: str, transform: Any, revision: str | None,
+                 categories: Sequence[str] | None, device: str) -> None:
+        network.eval().requires_grad_(False)
+        self.arch = arch
+        self.fingerprint = state_fingerprint(network)  # the whole checkpoint, torchvision key names
+        self.n_params = n_parameters(network)
+        self.head = _split_head(network, arch)
+        self.network = network.to(device)
+        self.head.to(device)
+        self.device = device
+        self.embed_dim: int | None = self.head.in_features
+        self.transform = transform
+        self.revision = revision
+        #: ImageNet class names when the weights define them, else None.
+        self.categories = list(categories) if categories else None
+
+    def preprocess(self, image: Any) -> torch.Tensor:
+        """PIL RGB image -> ``(C, H, W)`` float tensor with the weights' eval transform."""
+        return self.transform(image)
+
+    @torch.no_grad()
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` -> ``(N, D)`` pre-classifier features."""
+        return self.network(pixels.to(self.device)).flatten(1)
+
+    @torch.no_grad()
+    def classifier(self, features: torch.Tensor) -> torch.Tensor:
+        """``(N, D)`` features -> ``(N, classes)`` logits of the network's own final layer."""
+        return self.head(torch.as_tensor(features).to(self.device, torch.float32))
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        raise IncompatibleError(f"torchvision {self.arch} is an image-only encoder: it cannot embed text")
+
+    def provenance(self) -> dict[str, Any]:
+        return {"revision": self.revision, "fingerprint": self.fingerprint, "n_parameters": self.n_params}
+
+
+def _builder(arch: str) -> Any:
+    known = torchvision.models.list_models(module=torchvision.models)
+    if arch not in known:
+        close = difflib.get_close_matches(arch, known, n=3)
+        hint = (f"; did you mean {', '.join(close)}?" if close
+                else f"; {len(known)} known, e.g. resnet50, vit_b_16, mobilenet_v2 (see torchvision.models.list_models())")
+        raise ModelLoadError(f"unknown torchvision classification architecture {arch!r}{hint}")
+    return torchvision.models.get_model_builder(arch)
+
+
+def _build(args: Mapping[str, Any], seed: int) -> tuple[torch.nn.Module, Any, str | None, Any]:
+    """(network with weights, eval transform, revision, categories) for the spec's ``args``."""
+    arch, source = args["arch"], args["source"]
+    builder = _builder(arch)
+    if source == "torchvision":
+        weights = checkpoint.cached_weights(arch, args["weights"])
+        network = builder(weights=weights, progress=False)
+        return network, weights.transforms(), f"{weights.name}:{Path(weights.url).name}", weights.meta.get("categories")
+    if source == "bundled":
+        weights = checkpoint.weights_enum(arch, args["weights"])
+        network = builder(weights=None)
+        path = checkpoint.bundled_path()
+        checkpoint.load_strict(network, checkpoint.read_state_dict(path), str(path))
+        return network, weights.transforms(), f"{weights.name}:{checkpoint.BUNDLED_FILE}", weights.meta.get("categories")
+    if source == "file":
+        path = Path(args["path"])
+        state = checkpoint.read_state_dict(path)
+        network = builder(weights=None)
+        checkpoint.load_strict(network, state, str(path))
+        return network, standard_transform(), f"sha256:{checkpoint.file_sha256(path)}", None
+    if source == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            network = builder(weights=None)
+        return network, standard_transform(), f"random:seed={seed}", None
+    raise ModelLoadError(f"torchvision {arch}: unknown weights source {source!r}")
+
+
+def load(spec: EncoderSpec, options: LoadOptions) -> TorchvisionEncoder:
+    """Encoder factory named by the plugin's specs (``harness_torchvision.network:load``)."""
+    arch = spec.args["arch"]
+    try:
+        network, transform, revision, categories = _build(spec.args, options.seed)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelLoadError(f"cannot load {spec.name!r} ({arch}): {type(exc).__name__}: {first}") from None
+    return TorchvisionEncoder(network, arch, transform, revision, categories, options.device)

