@@ -6,9 +6,12 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import HarnessError, ResultError, SpecError, UsageError
+
+if TYPE_CHECKING:
+    from .registry import Registries
 
 LISTABLE = ("encoders", "tokenizers", "tasks", "kinds", "metrics", "writers", "datasets")
 
@@ -27,7 +30,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def plugin_flags(argv: Sequence[str]) -> list[str]:
+    """The ``-p`` values in ``argv``, read before parsing (plugins may add subcommands)."""
+    flags = []
+    for i, arg in enumerate(argv):
+        if arg == "-p" and i + 1 < len(argv):
+            flags.append(argv[i + 1])
+        elif arg.startswith("-p") and len(arg) > 2:
+            flags.append(arg[2:])
+    return flags
+
+
+def build_parser(pm=None) -> argparse.ArgumentParser:  # noqa: ANN001 - PluginManager, imported lazily
+    """The parser; with a plugin manager, plugins add their own subcommands."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-p", dest="plugin_flags", action="append", default=[], metavar="NAME",
                         help="load plugin NAME (entry-point name or module); -p no:NAME blocks it")
@@ -56,17 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     board = sub.add_parser("leaderboard", parents=[common], help="render result files as markdown")
     board.add_argument("results_dir", type=Path)
     board.add_argument("-o", "--output", type=Path, required=True, help="markdown file to write")
+    if pm is not None:
+        pm.hook.harness_add_commands(subparsers=sub, parents=[common])
     return parser
 
 
-def _registries(args: argparse.Namespace):  # noqa: ANN202 - Registries, imported lazily
-    from .pluginmanager import get_plugin_manager
-    from .registry import collect
-
-    return collect(get_plugin_manager(args.plugin_flags))
-
-
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, registries: Registries) -> int:
     from .runner import RunConfig, run
 
     config = RunConfig(
@@ -74,13 +84,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, limit=args.limit, seed=args.seed, output_dir=args.output_dir,
         writers=tuple(args.writers or ("json",)), progress=not args.quiet and sys.stderr.isatty(),
     )
-    for path in run(config, _registries(args)):
+    for path in run(config, registries):
         print(path)
     return 0
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    registries = _registries(args)
+def cmd_list(args: argparse.Namespace, registries: Registries) -> int:
     registry = getattr(registries, "task_kinds" if args.what == "kinds" else args.what)
     for name, entry in registry.items():
         description = getattr(entry.item, "description", "") if args.what != "tasks" else str(entry.item)
@@ -90,16 +99,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_plugins(args: argparse.Namespace) -> int:
-    from .pluginmanager import get_plugin_manager
-
-    for info in get_plugin_manager(args.plugin_flags).plugins_info():
+def cmd_plugins(args: argparse.Namespace, registries: Registries) -> int:
+    for info in registries.pm.plugins_info():
         dist = f"{info.distribution} {info.version}" if info.distribution else "(not from a distribution)"
         print(f"{info.name}\t{info.module}\t{dist}")
     return 0
 
 
-def _validate_file(path: Path, registries) -> None:  # noqa: ANN001
+def _validate_file(path: Path, registries: Registries) -> None:
     from .result import read_result
     from .taskspec import load_task_spec
 
@@ -111,8 +118,7 @@ def _validate_file(path: Path, registries) -> None:  # noqa: ANN001
         raise UsageError(f"{path}: not a task spec (.yaml) or result file (.json)")
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    registries = _registries(args)
+def cmd_validate(args: argparse.Namespace, registries: Registries) -> int:
     files: list[Path] = [entry.item for _, entry in registries.tasks.items()] if args.all else []
     for path in args.paths:
         if path.is_dir():
@@ -134,7 +140,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def cmd_leaderboard(args: argparse.Namespace) -> int:
+def cmd_leaderboard(args: argparse.Namespace, registries: Registries) -> int:
     from .atomicfile import write_text_atomic
     from .leaderboard import collect, render
 
@@ -149,9 +155,15 @@ COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "validate"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``harness`` console script; returns the exit code."""
+    from .pluginmanager import get_plugin_manager
+    from .registry import collect
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        pm = get_plugin_manager(plugin_flags(argv))
+        args = build_parser(pm).parse_args(argv)
+        handler = COMMANDS.get(args.command) or args.handler
+        return handler(args, collect(pm))
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return exc.exit_code

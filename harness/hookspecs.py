@@ -68,6 +68,15 @@ def harness_resolve_tokenizer(name: str) -> TokenizerSpec | None:
 
 
 @hookspec
+def harness_add_commands(subparsers: Any, parents: list[Any]) -> None:
+    """Add ``harness`` subcommands (e.g. ``train``) with ``subparsers.add_parser(..., parents=parents)``.
+
+    Each parser must ``set_defaults(handler=fn)`` where ``fn(args, registries) -> int`` is the
+    exit code; raise ``harness.errors.HarnessError`` subclasses for user errors.
+    """
+
+
+@hookspec
 def harness_run_started(run: Any) -> None:
     """Observer: names are resolved and checked; no weights are loaded yet.
 

@@ -82,7 +82,8 @@ def _load_error(name: str) -> str:
 ])
 def test_names_resolve_syntactically(name: str, source: str, model_name: str, pretrained: str | None) -> None:
     spec = _resolve(name)
-    assert (spec.args["source"], spec.args["model_name"], spec.args.get("pretrained")) == (source, model_name, pretrained)
+    args = spec.args
+    assert (args["source"], args["model_name"], args.get("pretrained")) == (source, model_name, pretrained)
     assert spec.modalities == frozenset({"image", "text"})
     assert spec.factory == "harness_openclip.encoder:load"
     assert spec.revision == (pretrained if source == "tag" else None)
@@ -162,6 +163,20 @@ def test_safetensors_and_local_dir_load_the_same_weights(tiny: dict) -> None:
     with torch.inference_mode():
         assert torch.allclose(from_dir.encode_text(TEXTS), from_file.encode_text(TEXTS))
         assert torch.allclose(from_dir.encode_image(pixels), from_file.encode_image(pixels))
+
+
+def test_pretrained_tag_path_forces_the_tags_quick_gelu(tiny: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from open_clip.transformer import QuickGELU
+
+    path = str(tiny["root"] / "tiny.pt")  # open_clip reads a tag's "file" entry instead of downloading
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, ARCH, {"harness_test": {"file": path, "quick_gelu": True}})
+    encoder = load(_resolve(f"openclip:{ARCH}/harness_test"), LoadOptions())
+    assert encoder.provenance()["revision"] == "harness_test"
+    assert any(isinstance(module, QuickGELU) for module in encoder.model.modules())
+    reference = open_clip.create_model(ARCH, pretrained=path, force_quick_gelu=True).eval()
+    with torch.inference_mode():
+        assert torch.allclose(encoder.encode_text(TEXTS), reference.encode_text(open_clip.tokenize(TEXTS)), atol=1e-6)
+        assert not torch.allclose(encoder.encode_text(TEXTS), tiny["model"].encode_text(open_clip.tokenize(TEXTS)))
 
 
 def test_missing_and_corrupt_checkpoints(tiny: dict, tmp_path: Path) -> None:

@@ -107,17 +107,17 @@ def load(spec: EncoderSpec, options: LoadOptions) -> HfEncoder:
         _check_modalities(spec, modalities)
         model, info = transformers.AutoModel.from_pretrained(
             path, output_loading_info=True, dtype=torch.float32, **kwargs)
+        _check_model(spec, model, modalities, info)
         image_processor = transformers.AutoImageProcessor.from_pretrained(path, **kwargs)
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kwargs) if "text" in modalities else None
+        model.to(options.device).eval()
+        encoder = HfEncoder(model, image_processor, tokenizer, commit_of(path, spec.revision) if hub else None,
+                            options.device)
+        encoder.embed_dim = _probe_dim(encoder)
     except ModelLoadError:
         raise
     except Exception as exc:  # OSError (missing/unreachable), ValueError (unknown type), safetensors errors
         raise ModelLoadError(describe(spec.name, exc, hub)) from exc
-    _check_model(spec, model, modalities, info)
-    model.to(options.device).eval()
-    encoder = HfEncoder(model, image_processor, tokenizer, commit_of(path, spec.revision) if hub else None,
-                        options.device)
-    encoder.embed_dim = _probe_dim(encoder)
     return encoder
 
 
@@ -125,10 +125,11 @@ def _check_modalities(spec: EncoderSpec, actual: frozenset[str]) -> None:
     """The modalities planned at resolve time (maybe guessed from the name) must be the real ones."""
     if actual == spec.modalities:
         return
-    how = "guessed from its name because its config.json was not cached" if spec.args.get("guessed") else "resolved"
+    guessed = spec.args.get("guessed")
+    how = "guessed from its name because its config.json was not cached" if guessed else "resolved"
     raise ModelLoadError(
         f"cannot load model {spec.name!r}: it was {how} as {'+'.join(sorted(spec.modalities))} but is "
-        f"{'+'.join(sorted(actual))}; run again (its config.json is cached now)")
+        f"{'+'.join(sorted(actual))}" + ("; run again (its config.json is cached now)" if guessed else ""))
 
 
 def _check_model(spec: EncoderSpec, model: Any, modalities: frozenset[str], info: dict[str, Any]) -> None:

@@ -30,7 +30,8 @@ def describe(name: str, exc: BaseException, hub: bool) -> str:
         from huggingface_hub import constants
 
         if constants.HF_HUB_OFFLINE:
-            return f"{where}: it is not in the local Hugging Face cache and the hub is unreachable (HF_HUB_OFFLINE is set)"
+            return (f"{where}: it is not in the local Hugging Face cache "
+                    "and the hub is unreachable (HF_HUB_OFFLINE is set)")
         return f"{where}: could not fetch it from the Hugging Face hub ({_first_line(exc)})"
     return f"{where}: {type(exc).__name__}: {_first_line(exc)}"
 

@@ -1,7 +1,9 @@
 """Build an open_clip model, its eval transform and its tokenizer behind harness's encoder protocol.
 
 Weights are loaded by open_clip itself (``create_model_from_pretrained``, which refuses to
-return a randomly initialised model) with ``weights_only=True``. The tokenizer is always
+return a randomly initialised model) with ``weights_only=True``. A pretrained tag trained with
+QuickGELU gets it forced on (open_clip 3 would only warn); for a checkpoint file, name the
+``-quickgelu`` architecture yourself. The tokenizer is always
 ``open_clip.get_tokenizer`` of the same model name; an architecture open_clip does not know
 is an error before that call, so its silent fallback to the default tokenizer never happens.
 Embeddings are returned unnormalised, in float32 weights (the core applies autocast).
@@ -71,11 +73,16 @@ def load(spec: EncoderSpec, options: LoadOptions) -> OpenClipEncoder:
 
     _check_source(spec, open_clip)
     model_name, pretrained = spec.args["model_name"], spec.args.get("pretrained")
+    # open_clip 3 only warns when a tag was trained with QuickGELU and the arch config lacks it
+    # (e.g. ViT-L-14/openai); the activation has no weights, so the mismatch would go unnoticed.
+    tag = open_clip.get_pretrained_cfg(model_name, pretrained) if spec.args["source"] == "tag" else {}
+    quick_gelu = bool(tag.get("quick_gelu", False))
     torch.manual_seed(options.seed)
     try:
         with _quiet_logging():
             model, transform = open_clip.create_model_from_pretrained(
-                model_name, pretrained=pretrained, device=options.device, weights_only=True)
+                model_name, pretrained=pretrained, device=options.device, weights_only=True,
+                force_quick_gelu=quick_gelu)
             tokenizer = open_clip.get_tokenizer(model_name)
             embed_dim = int(open_clip.get_model_config(model_name)["embed_dim"])
     except Exception as exc:  # open_clip raises RuntimeError, OSError, ValueError, pickle and safetensors errors
@@ -87,19 +94,17 @@ def load(spec: EncoderSpec, options: LoadOptions) -> OpenClipEncoder:
 def _check_source(spec: EncoderSpec, open_clip: Any) -> None:
     """Fail fast, offline, with suggestions: unknown arch or tag, missing file or directory."""
     args, where = spec.args, f"cannot load model {spec.name!r}"
-    source = args["source"]
-    if source in ("tag", "file"):
-        arch = args["model_name"]
-        if arch not in open_clip.list_models():
-            raise ModelLoadError(f"{where}: unknown open_clip architecture {arch!r}{_close(arch, open_clip.list_models())}")
-    if source == "tag":
+    arch, source = args["model_name"], args["source"]
+    if source in ("tag", "file") and arch not in open_clip.list_models():
+        raise ModelLoadError(f"{where}: unknown open_clip architecture {arch!r}{_close(arch, open_clip.list_models())}")
+    if source == "tag" and not open_clip.is_pretrained_cfg(arch, args["pretrained"]):
         tags = open_clip.list_pretrained_tags_by_model(arch)
-        if not open_clip.is_pretrained_cfg(arch, args["pretrained"]):
-            known = _close(args["pretrained"], tags) or (f"; known tags: {', '.join(tags)}" if tags else "; it has no pretrained tags")
-            raise ModelLoadError(f"{where}: {args['pretrained']!r} is not a pretrained tag of {arch}{known}")
-    elif source == "file" and not os.path.isfile(args["pretrained"]):
+        known = f"; known tags: {', '.join(tags)}" if tags else "; it has no pretrained tags"
+        raise ModelLoadError(f"{where}: {args['pretrained']!r} is not a pretrained tag of {arch}"
+                             f"{_close(args['pretrained'], tags) or known}")
+    if source == "file" and not os.path.isfile(args["pretrained"]):
         raise ModelLoadError(f"{where}: checkpoint file not found: {args['pretrained']}")
-    elif source == "local-dir":
+    if source == "local-dir":
         path = Path(args["path"])
         if not path.is_dir():
             raise ModelLoadError(f"{where}: directory not found: {path}")
@@ -127,7 +132,8 @@ def _describe(spec: EncoderSpec, exc: BaseException) -> str:
         return (f"{where}: torch.load(weights_only=True) refused the checkpoint: it is corrupt or pickles "
                 "objects other than tensors (save a plain state_dict or safetensors)")
     if _first_line(exc).startswith("Error(s) in loading state_dict"):
-        return f"{where}: the weights do not fit architecture {spec.args['model_name']!r} ({_first_line(exc).rstrip(':')})"
+        arch = spec.args["model_name"]
+        return f"{where}: the weights do not fit architecture {arch!r} ({_first_line(exc).rstrip(':')})"
     return f"{where}: {type(exc).__name__}: {_first_line(exc)}"
 
 
@@ -153,7 +159,10 @@ def _revision(spec: EncoderSpec) -> str | None:
     if spec.args["source"] == "hf-hub":
         from huggingface_hub import try_to_load_from_cache
 
-        cached = try_to_load_from_cache(spec.args["repo"], "open_clip_config.json")
+        try:
+            cached = try_to_load_from_cache(spec.args["repo"], "open_clip_config.json")
+        except Exception:  # a malformed cache entry: no commit to report
+            cached = None
         if isinstance(cached, str) and "snapshots" in Path(cached).parts:
             parts = Path(cached).parts
             return parts[parts.index("snapshots") + 1]
