@@ -31,7 +31,7 @@ from harness.errors import ModelLoadError
 from harness.specs import EncoderSpec
 from harness.torchcompat import ensure_torchvision
 
-from .hub import commit_of, describe
+from harness.hub import cached_commit, first_line, hub_failure
 from .names import IMAGE, IMAGE_TEXT, modalities_of
 
 if TYPE_CHECKING:
@@ -111,13 +111,14 @@ def load(spec: EncoderSpec, options: LoadOptions) -> HfEncoder:
         image_processor = transformers.AutoImageProcessor.from_pretrained(path, **kwargs)
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kwargs) if "text" in modalities else None
         model.to(options.device).eval()
-        encoder = HfEncoder(model, image_processor, tokenizer, commit_of(path, spec.revision) if hub else None,
+        encoder = HfEncoder(model, image_processor, tokenizer, (cached_commit(path, "config.json", spec.revision) or spec.revision) if hub else None,
                             options.device)
         encoder.embed_dim = _probe_dim(encoder)
     except ModelLoadError:
         raise
     except Exception as exc:  # OSError (missing/unreachable), ValueError (unknown type), safetensors errors
-        raise ModelLoadError(describe(spec.name, exc, hub)) from exc
+        raise ModelLoadError((hub and hub_failure(spec.name, exc))
+                             or f"cannot load model {spec.name!r}: {type(exc).__name__}: {first_line(exc)}") from exc
     return encoder
 
 

@@ -15,12 +15,12 @@ import contextlib
 import difflib
 import logging
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from harness.encoder import LoadOptions, n_parameters, state_fingerprint
 from harness.errors import ModelLoadError
+from harness.hub import cached_commit, first_line, hub_failure
 from harness.specs import EncoderSpec
 from harness.torchcompat import ensure_torchvision
 
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
     import torch
 
 WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pth")  # what open_clip looks for in a local-dir
-_HUB_ERRORS = {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectionError", "HfHubHTTPError",
-               "RepositoryNotFoundError", "EntryNotFoundError", "URLError"}
 
 
 class OpenClipEncoder:
@@ -122,34 +120,15 @@ def _close(word: str, choices: list[str]) -> str:
 def _describe(spec: EncoderSpec, exc: BaseException) -> str:
     """One line: the model, and either 'hub unreachable' or the library's first line."""
     where = f"cannot load model {spec.name!r}"
-    if spec.args["source"] in ("tag", "hf-hub") and _from_hub(exc):
-        from huggingface_hub import constants
-
-        if constants.HF_HUB_OFFLINE:
-            return f"{where}: its files are not in the local cache and the hub is unreachable (HF_HUB_OFFLINE is set)"
-        return f"{where}: could not download it from the Hugging Face hub ({_first_line(exc)})"
+    if spec.args["source"] in ("tag", "hf-hub") and (message := hub_failure(spec.name, exc)):
+        return message
     if type(exc).__name__ == "UnpicklingError":
         return (f"{where}: torch.load(weights_only=True) refused the checkpoint: it is corrupt or pickles "
                 "objects other than tensors (save a plain state_dict or safetensors)")
-    if _first_line(exc).startswith("Error(s) in loading state_dict"):
+    if first_line(exc).startswith("Error(s) in loading state_dict"):
         arch = spec.args["model_name"]
-        return f"{where}: the weights do not fit architecture {arch!r} ({_first_line(exc).rstrip(':')})"
-    return f"{where}: {type(exc).__name__}: {_first_line(exc)}"
-
-
-def _from_hub(exc: BaseException | None) -> bool:
-    """True when a hub download error is anywhere in the exception's chain."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if any(cls.__name__ in _HUB_ERRORS for cls in type(exc).__mro__):
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        return f"{where}: the weights do not fit architecture {arch!r} ({first_line(exc).rstrip(':')})"
+    return f"{where}: {type(exc).__name__}: {first_line(exc)}"
 
 
 def _revision(spec: EncoderSpec) -> str | None:
@@ -157,15 +136,7 @@ def _revision(spec: EncoderSpec) -> str | None:
     if spec.args["source"] == "tag":
         return spec.args["pretrained"]
     if spec.args["source"] == "hf-hub":
-        from huggingface_hub import try_to_load_from_cache
-
-        try:
-            cached = try_to_load_from_cache(spec.args["repo"], "open_clip_config.json")
-        except Exception:  # a malformed cache entry: no commit to report
-            cached = None
-        if isinstance(cached, str) and "snapshots" in Path(cached).parts:
-            parts = Path(cached).parts
-            return parts[parts.index("snapshots") + 1]
+        return cached_commit(spec.args["repo"], "open_clip_config.json")
     return None
 
 
