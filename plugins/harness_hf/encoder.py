@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from harness.encoder import LoadOptions, n_parameters, state_fingerprint
 from harness.errors import ModelLoadError
+from harness.hub import cached_commit, first_line, hub_failure
 from harness.specs import EncoderSpec
 from harness.torchcompat import ensure_torchvision
 
-from harness.hub import cached_commit, first_line, hub_failure
 from .names import IMAGE, IMAGE_TEXT, modalities_of
 
 if TYPE_CHECKING:
