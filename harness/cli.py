@@ -30,6 +30,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _batch_size(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
 def plugin_flags(argv: Sequence[str]) -> list[str]:
     """The ``-p`` values in ``argv``, read before parsing (plugins may add subcommands)."""
     flags = []
@@ -55,12 +66,23 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # noqa: ANN001 - PluginMa
                      help="task name or path to a task YAML (repeatable)")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default: auto)")
     run.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    run.add_argument("--batch-size", type=_positive_int, default=32)
+    run.add_argument("--batch-size", type=_batch_size, default=32,
+                     help="N, or auto: the largest that fits on CUDA (remembered per model/resolution/dtype/device)")
     run.add_argument("--limit", type=_positive_int, default=None, help="evaluate a seeded subset of N samples")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--output-dir", type=Path, default=Path("results"))
     run.add_argument("--writer", dest="writers", action="append", default=None, help="result writer (default: json)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--no-cache", dest="cache", action="store_false",
+                     help="neither read nor write the feature store (no resume either)")
+    run.add_argument("--cache-dir", type=Path, default=None,
+                     help="cache root (features in DIR/features; default $HARNESS_CACHE_DIR or ~/.cache/harness)")
+    run.add_argument("--num-workers", type=_non_negative_int, default=None,
+                     help="image-decoding worker processes (default: min(4, cpus) for large extractions, else 0)")
+    run.add_argument("--shard-size", type=_positive_int, default=1024,
+                     help="samples per feature-store shard: the most a killed run recomputes (default 1024)")
+    run.add_argument("--check-determinism", action="store_true",
+                     help="also embed every batch in halves and record the largest per-sample difference")
 
     lst = sub.add_parser("list", parents=[common], help="list what the loaded plugins provide")
     lst.add_argument("what", choices=LISTABLE)
@@ -68,6 +90,11 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # noqa: ANN001 - PluginMa
     val = sub.add_parser("validate", parents=[common], help="validate task specs (.yaml) and result files (.json)")
     val.add_argument("paths", nargs="*", type=Path, help="files or folders")
     val.add_argument("--all", action="store_true", help="every task spec the plugins register")
+    cache = sub.add_parser("cache", parents=[common], help="inspect or clear the feature store")
+    cache.add_argument("action", choices=["ls", "du", "rm", "verify"])
+    cache.add_argument("ids", nargs="*", help="feature-set ids or unique prefixes (rm, verify)")
+    cache.add_argument("--all", action="store_true", help="rm: every feature set")
+    cache.add_argument("--cache-dir", type=Path, default=None, help="cache root (default $HARNESS_CACHE_DIR or ~/.cache/harness)")
     board = sub.add_parser("leaderboard", parents=[common], help="render result files as markdown")
     board.add_argument("results_dir", type=Path)
     board.add_argument("-o", "--output", type=Path, required=True, help="markdown file to write")
@@ -83,6 +110,8 @@ def cmd_run(args: argparse.Namespace, registries: Registries) -> int:
         model=args.model, tasks=tuple(args.tasks), device=args.device, dtype=args.dtype,
         batch_size=args.batch_size, limit=args.limit, seed=args.seed, output_dir=args.output_dir,
         writers=tuple(args.writers or ("json",)), progress=not args.quiet and sys.stderr.isatty(),
+        cache=args.cache, cache_dir=args.cache_dir, num_workers=args.num_workers, shard_size=args.shard_size,
+        check_determinism=args.check_determinism,
     )
     for path in run(config, registries):
         print(path)
@@ -149,8 +178,58 @@ def cmd_leaderboard(args: argparse.Namespace, registries: Registries) -> int:
     return 0
 
 
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return ""
+
+
+def _describe_set(key: dict) -> str:
+    encoder = key.get("encoder", {})
+    name = encoder.get("name", "?") if isinstance(encoder, dict) else str(encoder)
+    data = key.get("dataset")
+    if isinstance(data, dict):
+        where = f"{data.get('source')}:{data.get('id')}:{data.get('split')}[{key.get('column')}]"
+    else:
+        where = key.get("name") or key.get("modality", "?")
+    return f"{name}\t{where}\t{key.get('output', '-')}\t{key.get('dtype', '-')}"
+
+
+def cmd_cache(args: argparse.Namespace, registries: Registries) -> int:
+    from .featurestore import FeatureStore
+
+    store = FeatureStore.default(args.cache_dir)
+    if args.action in ("ls", "du"):
+        summaries = [s.summary() for s in store.sets()]
+        if args.action == "ls":
+            for s in summaries:
+                print(f"{s.id[:12]}\t{s.key.get('modality', '-')}\t{s.samples} samples\t{s.shards} shards\t"
+                      f"{_size(s.bytes)}\t{_describe_set(s.key)}")
+        else:
+            for s in sorted(summaries, key=lambda s: -s.bytes):
+                print(f"{_size(s.bytes)}\t{s.id[:12]}")
+            print(f"{_size(sum(s.bytes for s in summaries))}\ttotal ({len(summaries)} feature sets in {store.root})")
+        return 0
+    if args.action == "rm" and not (args.ids or args.all):
+        raise UsageError("cache rm: name feature-set ids (see `harness cache ls`) or --all")
+    targets = store.sets() if args.all or not args.ids else [store.find(prefix) for prefix in args.ids]
+    if args.action == "rm":
+        for target in targets:
+            store.remove(target)
+            print(f"removed\t{target.id[:12]}")
+        return 0
+    problems = 0
+    for target in targets:
+        ok, dropped, orphans = target.verify()
+        problems += dropped
+        print(f"{target.id[:12]}\t{ok} shards ok\t{dropped} dropped (recomputed on next use)\t{orphans} orphans removed")
+    return 1 if problems else 0
+
+
 COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "validate": cmd_validate,
-            "leaderboard": cmd_leaderboard}
+            "leaderboard": cmd_leaderboard, "cache": cmd_cache}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,57 @@ class LoadedDataset:
     data: datasets.Dataset
     identity: dict[str, Any]
 
+    @property
+    def split(self) -> Split:
+        """All rows, with the identity the feature store keys them by."""
+        return Split(self.data, self.identity)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Rows of a split (all, or a subset), what identifies the whole split, and each row's number in it.
+
+    The feature store keys a row by the split's ``identity`` and the row's sample id: the value
+    of an ``id`` column when the whole split has one with unique values, else the row number in
+    the whole split (kept through :meth:`select`, so a ``--limit`` subset shares features with a
+    full run). For reading, a Split stands in for its ``datasets.Dataset``: ``len``, indexing,
+    ``features``, ``column_names`` and other attributes are the data's.
+    """
+
+    data: datasets.Dataset
+    identity: dict[str, Any] | None = None
+    rows: np.ndarray | None = None
+    """Row numbers of ``data`` in the whole split; None when ``data`` is the whole split."""
+    whole: datasets.Dataset | None = None
+    """The whole split when ``data`` is a subset of it."""
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.data[key]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("data", "identity", "rows", "whole"):
+            raise AttributeError(name)
+        return getattr(self.data, name)
+
+    def select(self, index: Any) -> Split:
+        """The rows at positions ``index`` of this split, keeping their numbers in the whole split."""
+        index = np.asarray(index, dtype=np.int64)
+        rows = index if self.rows is None else self.rows[index]
+        return Split(self.data.select(index), self.identity, rows, self.whole if self.whole is not None else self.data)
+
+    def sample_ids(self) -> list[str]:
+        """The store's id of every row (see the class docstring), as strings."""
+        whole = self.whole if self.whole is not None else self.data
+        if "id" in whole.column_names:
+            all_ids = [str(v) for v in whole["id"]]
+            if len(set(all_ids)) == len(all_ids):
+                return all_ids if self.rows is None else [all_ids[int(r)] for r in self.rows]
+        rows = range(len(self.data)) if self.rows is None else self.rows
+        return [f"#{int(r)}" for r in rows]
+
 
 def _from_hub(source: DatasetSource) -> tuple[datasets.Dataset, dict[str, Any]]:
     import datasets

@@ -1,42 +1,79 @@
-"""Feature extraction for task kinds: batching, device, precision and image decoding errors.
+"""Feature extraction for task kinds: batching, workers, device and precision, the feature store,
+data parallelism and decoding errors, in one place.
 
-Task kinds ask for embeddings here rather than calling the encoder in loops of their
-own, so speed-ups (workers, caching, data parallelism) land in one place.
+Task kinds ask ``ctx.features.images(ctx.split, column)`` / ``ctx.features.texts(strings)`` and
+get float32 arrays in row order; they never see caching. With a store, every requested sample
+is first looked up (key: encoder name + weights fingerprint, preprocessing fingerprint, dataset
+identity, column, output, dtype; row: the split's sample id -- see ``harness.dataset.Split``);
+only the missing ones are computed, in chunks of ``shard_size`` samples, each written to the
+store as soon as it is done (so a killed run loses at most one chunk). A bare
+``datasets.Dataset`` (no identity) is computed without the store.
+
+Optional encoder extensions (duck-typed): ``preprocess_fingerprint`` (str) names the
+preprocessing; without it the fingerprint is a hash of the encoder key (spec name, plugin and
+version, weights revision), which is conservative: another name for the same preprocessing
+misses the cache. ``encode_image_tokens(pixels, layer) -> (N, T, D)`` gives token-level outputs
+(``output="tokens"``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import math
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .errors import DataError
+from .dataset import Split
+from .errors import DataError, IncompatibleError
+from .featurestore import FeatureSet, FeatureStore, canonical_json, text_id
+from .processgroup import ProcessGroup
 
 if TYPE_CHECKING:
     import datasets
 
     from .encoder import Encoder
 
+log = logging.getLogger(__name__)
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+#: Below this many images to compute, ``num_workers=None`` (auto) decodes in the main process.
+AUTO_WORKERS_MIN_IMAGES = 256
+DEFAULT_SHARD_SIZE = 1024
 
 
 @dataclass
 class Counters:
-    """What extraction cost: images embedded and seconds spent."""
+    """What extraction did and cost (summed over calls)."""
 
     images: int = 0
+    """Images computed (cache misses)."""
     texts: int = 0
+    image_hits: int = 0
+    text_hits: int = 0
     seconds: float = 0.0
+    """Wall time inside ``images``/``texts`` (decoding, forward, store I/O)."""
+    forward_seconds: float = 0.0
+    max_abs_diff: float | None = None
+    """``check_determinism``: largest per-sample difference between the two batch sizes."""
+
+
+class _Failed:
+    """A row that could not be decoded (passed back from a worker instead of raising there)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
 
 
 class _ImageRows:
-    """Map-style torch dataset: decode one row's image with PIL and preprocess it."""
+    """Map-style torch dataset: decode one row's image with PIL and preprocess it (runs in workers)."""
 
-    def __init__(self, data: datasets.Dataset, column: str, encoder: Encoder, where: str) -> None:
-        self.data, self.column, self.encoder, self.where = data, column, encoder, where
+    def __init__(self, data: datasets.Dataset, column: str, preprocess: Callable, where: str) -> None:
+        self.data, self.column, self.preprocess, self.where = data, column, preprocess, where
 
     def __len__(self) -> int:
         return len(self.data)
@@ -50,58 +87,247 @@ class _ImageRows:
                 image = PIL.Image.open(image["path"])
             image = image.convert("RGB")
         except Exception as exc:
-            raise DataError(f"{self.where}: row {index}: cannot decode image in column {self.column!r}: {exc}") from None
-        return self.encoder.preprocess(image)
+            return _Failed(f"{self.where}: row {index}: cannot decode image in column {self.column!r}: {exc}")
+        return self.preprocess(image)
+
+
+def _collate(items: list[Any]) -> Any:
+    failed = [item for item in items if isinstance(item, _Failed)]
+    if failed:
+        return failed[0]
+    from torch.utils.data import default_collate
+
+    return default_collate(items)
+
+
+def preprocess_fingerprint(encoder: Any, encoder_key: Mapping[str, Any]) -> str:
+    """The encoder's ``preprocess_fingerprint``, else sha256 of the encoder key (see module docstring)."""
+    own = getattr(encoder, "preprocess_fingerprint", None)
+    if isinstance(own, str) and own:
+        return own
+    return "key:" + hashlib.sha256(canonical_json(dict(encoder_key)).encode()).hexdigest()
 
 
 @dataclass
 class Features:
-    """Embeds images and texts with one encoder on one device."""
+    """Embeds images and texts with one encoder on one device (see the module docstring)."""
 
     encoder: Encoder
     device: str = "cpu"
     dtype: str = "fp32"
-    batch_size: int = 32
+    batch_size: int | str = 32
+    """A positive int, or ``"auto"`` (largest that fits on CUDA, remembered; a default on CPU)."""
     progress: bool = False
+    store: FeatureStore | None = None
+    encoder_key: Mapping[str, Any] | None = None
+    """What names the encoder in store keys; default: its class name and provenance."""
+    num_workers: int | None = None
+    """DataLoader worker processes; None: ``min(4, cpus)`` for large extractions, else 0."""
+    shard_size: int = DEFAULT_SHARD_SIZE
+    group: ProcessGroup = field(default_factory=ProcessGroup)
+    check_determinism: bool = False
+    channels_last: bool = False
     counters: Counters = field(default_factory=Counters)
+    _resolved_batch: int | None = field(default=None, repr=False)
+    _oom_warned: bool = field(default=False, repr=False)
 
-    @contextmanager
-    def _forward(self) -> Iterator[None]:
+    # -- public API ------------------------------------------------------------------------
+    def images(self, data: Split | datasets.Dataset, column: str, where: str = "dataset",
+               output: str = "pooled", layer: int | None = None) -> np.ndarray:
+        """``(N, D)`` float32 image embeddings of ``data[column]`` in row order (``output="tokens"``:
+        ``(N, T, D)`` token-level outputs of block ``layer`` via ``encode_image_tokens``)."""
+        split = data if isinstance(data, Split) else Split(data)
+        if column not in split.data.column_names:
+            raise DataError(f"{where}: no column {column!r}; columns are {split.data.column_names}")
+        encode = self._image_function(output, layer)
+        name = "pooled" if output == "pooled" else f"tokens@{layer}"
+        fset = None
+        if self.store is not None and split.identity is not None:
+            fset = self.store.open({"modality": "image", "encoder": self._encoder_key(),
+                                    "preprocess": preprocess_fingerprint(self.encoder, self._encoder_key()),
+                                    "dataset": split.identity, "column": column, "output": name, "dtype": self.dtype})
+        ids = split.sample_ids() if fset is not None else [str(i) for i in range(len(split))]
+        rows = _ImageRows(split.data.select_columns([column]), column, self.encoder.preprocess, where)
+        return self._extract(fset, ids, lambda chunks: self._image_chunks(rows, chunks, encode), "images")
+
+    def texts(self, texts: Sequence[str], where: str = "texts") -> np.ndarray:
+        """``(N, D)`` float32 text embeddings, in order (cached by encoder + sha256 of each text)."""
+        texts = [str(t) for t in texts]
+        fset = None
+        if self.store is not None:
+            fset = self.store.open({"modality": "text", "encoder": self._encoder_key(), "output": "pooled",
+                                    "dtype": self.dtype})
+        ids = [text_id(t) for t in texts]
+        return self._extract(fset, ids, lambda chunks: self._text_chunks(texts, chunks), "texts")
+
+    @property
+    def batch_size_used(self) -> int | None:
+        """The batch size extraction ran with (``auto`` resolved); None if nothing was computed."""
+        return self._resolved_batch if self.batch_size == "auto" else int(self.batch_size)
+
+    # -- the store and the ranks -----------------------------------------------------------
+    def _encoder_key(self) -> dict[str, Any]:
+        if self.encoder_key is None:
+            provenance = self.encoder.provenance()
+            self.encoder_key = {"name": type(self.encoder).__qualname__, "fingerprint": provenance["fingerprint"],
+                                "revision": provenance.get("revision")}
+        return dict(self.encoder_key)
+
+    def _extract(self, fset: FeatureSet | None, ids: list[str],
+                 compute: Callable[[list[list[int]]], Iterator[tuple[list[int], np.ndarray]]], what: str) -> np.ndarray:
+        """Look ``ids`` up, compute the missing ones (this rank's chunks), store and gather them."""
+        start = time.perf_counter()
+        group = self.group
+        found, cached = np.zeros(len(ids), dtype=bool), None
+        if group.main and fset is not None and not self.check_determinism:
+            found, cached = fset.read(ids)
+        missing = group.broadcast(np.flatnonzero(~found) if group.main else None)
+        chunks = [missing[i:i + self.shard_size].tolist() for i in range(0, len(missing), self.shard_size)]
+        done = []
+        for positions, array in compute(chunks[group.rank::group.world_size]):
+            if fset is not None:
+                fset.write([ids[p] for p in positions], array,
+                           {"batch_size": self.batch_size_used, "device": self.device})
+            done.append((positions, array))
+        if group.world_size > 1:
+            parts = group.gather(done)
+            done = [item for part in parts for item in part] if parts is not None else []
+        out = _assemble(len(ids), found, cached, done, self.encoder.embed_dim) if group.main else None
+        out = group.broadcast(out)
+        hits = int(found.sum()) if group.main else 0
+        if what == "images":
+            self.counters.image_hits += hits
+        else:
+            self.counters.text_hits += hits
+        self.counters.seconds += time.perf_counter() - start
+        return out
+
+    # -- computing -------------------------------------------------------------------------
+    def _image_function(self, output: str, layer: int | None) -> Callable[[Any], Any]:
+        if output == "pooled":
+            return self.encoder.encode_image
+        if output != "tokens":
+            raise ValueError(f"Features.images: output must be 'pooled' or 'tokens', got {output!r}")
+        tokens = getattr(self.encoder, "encode_image_tokens", None)
+        if tokens is None:
+            raise IncompatibleError(f"encoder {type(self.encoder).__name__} has no token-level outputs "
+                                    "(encode_image_tokens)")
+        return lambda pixels: tokens(pixels, layer)
+
+    def _image_chunks(self, rows: _ImageRows, chunks: list[list[int]],
+                      encode: Callable[[Any], Any]) -> Iterator[tuple[list[int], np.ndarray]]:
+        if not chunks:
+            return
+        from torch.utils.data import DataLoader
+        from tqdm.auto import tqdm
+
+        batch = self._batch_size(rows, chunks[0][0], encode)
+        batches = [chunk[i:i + batch] for chunk in chunks for i in range(0, len(chunk), batch)]
+        total = sum(len(c) for c in chunks)
+        workers = self.num_workers if self.num_workers is not None else (
+            min(4, os.cpu_count() or 1) if total >= AUTO_WORKERS_MIN_IMAGES else 0)
+        pin = self.device.startswith("cuda")
+        loader = iter(DataLoader(rows, batch_sampler=batches, num_workers=workers, pin_memory=pin, collate_fn=_collate))
+        try:
+            with tqdm(total=total, desc="images", unit="img", disable=not self.progress, leave=False) as bar:
+                for chunk in chunks:
+                    parts = []
+                    for _ in range(math.ceil(len(chunk) / batch)):
+                        pixels = next(loader)
+                        if isinstance(pixels, _Failed):
+                            raise DataError(pixels.message)
+                        parts.append(self._run(encode, self._to_device(pixels, pin)))
+                        self.counters.images += len(pixels)
+                        bar.update(len(pixels))
+                    yield chunk, np.concatenate(parts)
+        finally:  # stop workers now, not when a traceback holding this frame is collected
+            getattr(loader, "_shutdown_workers", lambda: None)()
+
+    def _text_chunks(self, texts: list[str], chunks: list[list[int]]) -> Iterator[tuple[list[int], np.ndarray]]:
+        from tqdm.auto import tqdm
+
+        batch = self.batch_size_used or (self.batch_size if isinstance(self.batch_size, int) else 32)
+        with tqdm(total=sum(len(c) for c in chunks), desc="texts", disable=not self.progress, leave=False) as bar:
+            for chunk in chunks:
+                parts = []
+                for i in range(0, len(chunk), batch):
+                    strings = [texts[p] for p in chunk[i:i + batch]]
+                    parts.append(self._run(self.encoder.encode_text, strings))
+                    self.counters.texts += len(strings)
+                    bar.update(len(strings))
+                yield chunk, np.concatenate(parts)
+
+    def _to_device(self, pixels: Any, pin: bool) -> Any:
+        import torch
+
+        if isinstance(pixels, torch.Tensor):
+            pixels = pixels.to(self.device, non_blocking=pin)
+            if self.channels_last and pixels.ndim == 4:
+                pixels = pixels.contiguous(memory_format=torch.channels_last)
+        return pixels
+
+    def _run(self, encode: Callable[[Any], Any], batch: Any) -> np.ndarray:
+        """One batch through ``encode`` (halved on CUDA out-of-memory); with ``check_determinism``,
+        again in halves, recording the largest per-sample difference."""
+        out = self._forward(encode, batch)
+        if self.check_determinism and len(batch) > 1:
+            half = (len(batch) + 1) // 2
+            again = np.concatenate([self._forward(encode, batch[:half]), self._forward(encode, batch[half:])])
+            diff = float(np.max(np.abs(again.astype(np.float64) - out))) if out.size else 0.0
+            self.counters.max_abs_diff = max(self.counters.max_abs_diff or 0.0, diff)
+        return out
+
+    def _forward(self, encode: Callable[[Any], Any], batch: Any) -> np.ndarray:
         import torch
 
         start = time.perf_counter()
+        try:
+            with self._precision():
+                out = encode(batch)
+            return out.float().cpu().numpy()
+        except torch.OutOfMemoryError:
+            if len(batch) <= 1:
+                raise
+            if not self._oom_warned:
+                log.warning("out of memory at batch size %d on %s: splitting batches", len(batch), self.device)
+                self._oom_warned = True
+            torch.cuda.empty_cache()
+            half = len(batch) // 2
+            return np.concatenate([self._forward(encode, batch[:half]), self._forward(encode, batch[half:])])
+        finally:
+            self.counters.forward_seconds += time.perf_counter() - start
+
+    @contextmanager
+    def _precision(self) -> Iterator[None]:
+        import torch
+
         with torch.inference_mode():
             if self.dtype == "fp32":
                 yield
             else:
-                device_type = self.device.split(":")[0]
-                with torch.autocast(device_type=device_type, dtype=getattr(torch, _DTYPES[self.dtype])):
+                with torch.autocast(device_type=self.device.split(":")[0], dtype=getattr(torch, _DTYPES[self.dtype])):
                     yield
-        self.counters.seconds += time.perf_counter() - start
 
-    def images(self, data: datasets.Dataset, column: str, where: str = "dataset") -> np.ndarray:
-        """``(N, D)`` float32 image embeddings of ``data[column]``, in row order."""
-        if column not in data.column_names:
-            raise DataError(f"{where}: no column {column!r}; columns are {data.column_names}")
-        from torch.utils.data import DataLoader
-        from tqdm.auto import tqdm
+    def _batch_size(self, rows: _ImageRows, position: int, encode: Callable[[Any], Any]) -> int:
+        if self.batch_size != "auto":
+            return int(self.batch_size)
+        if self._resolved_batch is None:
+            from .batchsize import resolve_auto
 
-        loader = DataLoader(_ImageRows(data, column, self.encoder, where), batch_size=self.batch_size, shuffle=False)
-        chunks = []
-        for pixels in tqdm(loader, desc="images", disable=not self.progress, leave=False):
-            with self._forward():
-                out = self.encoder.encode_image(pixels.to(self.device))
-            chunks.append(out.float().cpu().numpy())
-            self.counters.images += len(pixels)
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.encoder.embed_dim or 0), np.float32)
+            sample = rows[position]
+            if isinstance(sample, _Failed):
+                raise DataError(sample.message)
+            self._resolved_batch = resolve_auto(self, sample, encode)
+        return self._resolved_batch
 
-    def texts(self, texts: Sequence[str]) -> np.ndarray:
-        """``(N, D)`` float32 text embeddings, in order."""
-        chunks = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = list(texts[start : start + self.batch_size])
-            with self._forward():
-                out = self.encoder.encode_text(batch)
-            chunks.append(out.float().cpu().numpy())
-            self.counters.texts += len(batch)
-        return np.concatenate(chunks)
+
+def _assemble(n: int, found: np.ndarray, cached: np.ndarray | None,
+              done: list[tuple[list[int], np.ndarray]], embed_dim: int | None) -> np.ndarray:
+    """Cached rows and computed chunks, in request order."""
+    sample = cached if cached is not None else (done[0][1] if done else None)
+    if sample is None:
+        return np.zeros((0, embed_dim or 0), np.float32)
+    out = cached if cached is not None else np.zeros((n, *sample.shape[1:]), np.float32)
+    for positions, array in done:
+        out[positions] = array
+    return out

@@ -11,8 +11,8 @@ from typing import Any
 from .errors import ResultError
 from .schema import first_error
 
-SCHEMA_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+SCHEMA_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 
 
 def model_id(name: str) -> str:

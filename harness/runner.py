@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import platform
 import random
-import resource
+import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import harness
 
-from .dataset import load_dataset, subset_indices
+from .dataset import Split, load_dataset, subset_indices
 from .encoder import LoadOptions
 from .errors import IncompatibleError, ModelLoadError
-from .features import Features
+from .features import DEFAULT_SHARD_SIZE, Features
+from .featurestore import FeatureStore
+from .hardware import numerics, peak_memory, reset_peak_memory, resolve_device, use_channels_last
+from .processgroup import ProcessGroup
 from .registry import Registries
-from .result import validate_result
+from .result import SCHEMA_VERSION, validate_result
 from .scoring import score
 from .specs import EncoderSpec, TaskKindSpec, load_object
 from .taskkind import TaskContext
@@ -33,12 +36,20 @@ class RunConfig:
     tasks: tuple[str, ...]
     device: str = "auto"
     dtype: str = "fp32"
-    batch_size: int = 32
+    batch_size: int | str = 32
+    """A positive int or ``"auto"``."""
     limit: int | None = None
     seed: int = 0
     output_dir: Path = Path("results")
     writers: tuple[str, ...] = ("json",)
     progress: bool = False
+    cache: bool = True
+    """Read and write the feature store (``--no-cache``: neither)."""
+    cache_dir: Path | None = None
+    """Cache root (features under ``<cache_dir>/features``); default ``$HARNESS_CACHE_DIR`` or ``~/.cache/harness``."""
+    num_workers: int | None = None
+    shard_size: int = DEFAULT_SHARD_SIZE
+    check_determinism: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,19 +59,6 @@ class Plan:
     encoder: EncoderSpec
     encoder_plugin: str
     tasks: tuple[tuple[TaskSpec, TaskKindSpec, str], ...]
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> cuda if available, else mps, else cpu."""
-    if device != "auto":
-        return device
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def _find_task(name: str, registries: Registries) -> tuple[TaskSpec, str]:
@@ -107,76 +105,145 @@ def _load_encoder(spec: EncoderSpec, options: LoadOptions) -> Any:
         raise ModelLoadError(f"cannot load model {spec.name!r}: {first}") from None
 
 
+@dataclass(frozen=True)
+class Engine:
+    """What every task of a run shares: the loaded encoder and where and how it runs."""
+
+    encoder: Any
+    device: str
+    load_s: float
+    group: ProcessGroup = ProcessGroup()
+    channels_last: bool = False
+
+
 def run(config: RunConfig, registries: Registries) -> list[Path]:
-    """Evaluate ``config.model`` on every task; return the paths written."""
+    """Evaluate ``config.model`` on every task; return the paths written (none on ranks other than 0)."""
     the_plan = plan(config, registries)
-    registries.pm.hook.harness_run_started(run=config)
     device = resolve_device(config.device)
-    start = time.perf_counter()
-    encoder = _load_encoder(the_plan.encoder, LoadOptions(device=device, dtype=config.dtype, seed=config.seed))
-    load_s = time.perf_counter() - start
-    written = []
-    for spec, kind, task_plugin in the_plan.tasks:
-        doc = evaluate_task(config, the_plan, registries, encoder, device, (spec, kind, task_plugin), load_s)
-        validate_result(doc, f"result of {spec.name}")
-        registries.pm.hook.harness_task_finished(run=config, result=doc)
-        for writer in config.writers:
-            written.append(load_object(registries.writers.get(writer).factory)(doc, config.output_dir))
-    return written
+    group = ProcessGroup.from_env(device)
+    try:
+        device = group.device(device)
+        if group.main:
+            registries.pm.hook.harness_run_started(run=config)
+        start = time.perf_counter()
+        encoder = _load_encoder(the_plan.encoder, LoadOptions(device=device, dtype=config.dtype, seed=config.seed))
+        load_s = time.perf_counter() - start
+        channels_last = use_channels_last(encoder, device)
+        written = []
+        for spec, kind, task_plugin in the_plan.tasks:
+            doc = evaluate_task(config, the_plan, registries, encoder, device, (spec, kind, task_plugin), load_s,
+                                group, channels_last)
+            if doc is None:
+                continue
+            validate_result(doc, f"result of {spec.name}")
+            registries.pm.hook.harness_task_finished(run=config, result=doc)
+            for writer in config.writers:
+                written.append(load_object(registries.writers.get(writer).factory)(doc, config.output_dir))
+        return written
+    finally:
+        group.close()
+
+
+def encoder_key(the_plan: Plan, registries: Registries, encoder: Any) -> dict[str, Any]:
+    """What names the encoder in feature-store keys: spec name, plugin and its version, weights."""
+    info = registries.pm.provenance.get(the_plan.encoder_plugin)
+    provenance = encoder.provenance()
+    return {"name": the_plan.encoder.name, "plugin": the_plan.encoder_plugin,
+            "plugin_version": info.version if info else None,
+            "fingerprint": provenance["fingerprint"], "revision": provenance.get("revision")}
 
 
 def evaluate_task(
     config: RunConfig, the_plan: Plan, registries: Registries, encoder: Any, device: str,
-    task: tuple[TaskSpec, TaskKindSpec, str], load_s: float,
-) -> dict[str, Any]:
-    """Evaluate one task and return its (not yet validated) result document."""
+    task: tuple[TaskSpec, TaskKindSpec, str], load_s: float, group: ProcessGroup = ProcessGroup(),
+    channels_last: bool = False,
+) -> dict[str, Any] | None:
+    """Evaluate one task and return its (not yet validated) result document (None on ranks other than 0)."""
+    engine = Engine(encoder, device, load_s, group, channels_last)
     spec, kind, task_plugin = task
+    group, device, main = engine.group, engine.device, engine.group.main
     _seed_everything(config.seed)
+    reset_peak_memory(device)
     start = time.perf_counter()
-    loaded = load_dataset(spec.dataset, registries, config.progress)
-    total = len(loaded.data)
+
+    def load_split(split: str) -> Split:
+        with group.main_first():
+            return load_dataset(replace(spec.dataset, split=split), registries, config.progress and main).split
+
+    whole = load_split(spec.dataset.split)
+    total = len(whole)
     index = subset_indices(total, config.limit, config.seed)
-    data = loaded.data if len(index) == total else loaded.data.select(index)
+    split = whole if len(index) == total else whole.select(index)
     data_s = time.perf_counter() - start
-    features = Features(encoder, device=device, dtype=config.dtype, batch_size=config.batch_size, progress=config.progress)
-    ctx = TaskContext(
-        spec=spec, data=data, features=features, seed=config.seed, where=f"task {spec.name}",
-        load_split=lambda split: load_dataset(replace(spec.dataset, split=split), registries, config.progress).data,
-    )
+    features = Features(
+        engine.encoder, device=device, dtype=config.dtype, batch_size=config.batch_size,
+        progress=config.progress and main, num_workers=config.num_workers, shard_size=config.shard_size,
+        store=FeatureStore.default(config.cache_dir) if config.cache else None,
+        encoder_key=encoder_key(the_plan, registries, engine.encoder) if config.cache else None,
+        group=group, check_determinism=config.check_determinism, channels_last=engine.channels_last)
+    ctx = TaskContext(spec=spec, data=split.data, split=split, features=features, seed=config.seed,
+                      where=f"task {spec.name}", load_split=load_split)
+    kind_start = time.perf_counter()
     outputs = load_object(kind.factory)().evaluate(ctx)
+    kind_s = time.perf_counter() - kind_start
+    counters = group.gather(asdict(features.counters))
+    if not main:
+        return None
     metric_start = time.perf_counter()
     metrics = score(spec.metrics, registries.metrics, outputs, config.seed)
     end = time.perf_counter()
+    times = {"load_model": engine.load_s, "load_data": data_s, "kind": kind_s, "metrics": end - metric_start,
+             "total": engine.load_s + end - start}
+    return _document(config, the_plan, registries, engine, (spec, task_plugin), whole, len(index), features,
+                     counters or [], times, metrics)
+
+
+def _document(config: RunConfig, the_plan: Plan, registries: Registries, engine: Engine,
+              task: tuple[TaskSpec, str], whole: Split, evaluated: int, features: Features,
+              counters: list[dict[str, Any]], times: dict[str, float], metrics: dict[str, Any]) -> dict[str, Any]:
+    """The result document (schema v2) of one task."""
     import torch
 
+    spec, task_plugin = task
+    images, texts = sum(c["images"] for c in counters), sum(c["texts"] for c in counters)
+    extract_s = max(c["seconds"] for c in counters)
+    diffs = [c["max_abs_diff"] for c in counters if c["max_abs_diff"] is not None]
+    check = None
+    if config.check_determinism:
+        used = features.batch_size_used or 1
+        check = {"batch_sizes": [used, max(1, (used + 1) // 2)], "max_abs_diff": max(diffs) if diffs else None}
+        print(f"harness: {spec.name}: determinism check: largest per-sample |difference| between batch sizes "
+              f"{check['batch_sizes'][0]} and {check['batch_sizes'][1]}: {check['max_abs_diff']}", file=sys.stderr)
+    r = lambda x: round(x, 4)  # noqa: E731
     return {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "harness_version": harness.__version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "plugins": [vars(p) for p in registries.pm.plugins_info()],
-        "model": {
-            "name": the_plan.encoder.name,
-            "plugin": the_plan.encoder_plugin,
-            "modalities": sorted(the_plan.encoder.modalities),
-            "embed_dim": encoder.embed_dim,
-            **encoder.provenance(),
-        },
+        "model": {"name": the_plan.encoder.name, "plugin": the_plan.encoder_plugin,
+                  "modalities": sorted(the_plan.encoder.modalities), "embed_dim": engine.encoder.embed_dim,
+                  **engine.encoder.provenance()},
         "task": {"name": spec.name, "version": spec.version, "kind": spec.kind,
                  "spec_sha256": spec.sha256, "plugin": task_plugin},
-        "dataset": loaded.identity,
-        "n_samples": {"total": total, "evaluated": len(index), "partial": len(index) < total},
+        "dataset": whole.identity,
+        "n_samples": {"total": len(whole), "evaluated": evaluated, "partial": evaluated < len(whole)},
         "seed": config.seed,
-        "execution": {"device": device, "dtype": config.dtype, "batch_size": config.batch_size,
-                      "torch_version": torch.__version__, "python_version": platform.python_version()},
+        "execution": {"device": engine.device, "dtype": config.dtype, "batch_size": features.batch_size_used,
+                      "batch_size_requested": config.batch_size, "num_workers": config.num_workers,
+                      "world_size": engine.group.world_size, "torch_version": torch.__version__,
+                      "python_version": platform.python_version(),
+                      "determinism": {**numerics(engine.device, engine.channels_last, engine.encoder), "check": check}},
+        "cache": {"enabled": config.cache, "image_hits": features.counters.image_hits, "image_misses": images,
+                  "text_hits": features.counters.text_hits, "text_misses": texts},
         "metrics": metrics,
         "main_score": {"name": spec.main_score, "value": metrics[spec.main_score]["value"]},
         "cost": {
-            "wall_time_s": round(load_s + end - start, 4),
-            "images_per_s": round(features.counters.images / features.counters.seconds, 3)
-            if features.counters.images and features.counters.seconds else None,
-            "phases_s": {"load_model": round(load_s, 4), "load_data": round(data_s, 4),
-                         "extract": round(features.counters.seconds, 4), "metrics": round(end - metric_start, 4)},
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "peak_cuda_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.startswith("cuda") else None,
+            "wall_time_s": r(times["total"]),
+            "images_per_s": round(images / extract_s, 3) if images and extract_s else None,
+            "texts_per_s": round(texts / extract_s, 3) if texts and extract_s else None,
+            "phases_s": {"load_model": r(times["load_model"]), "load_data": r(times["load_data"]),
+                         "extract": r(extract_s), "task": r(max(0.0, times["kind"] - extract_s)),
+                         "metrics": r(times["metrics"])},
+            **peak_memory(engine.device),
         },
     }

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
 import numpy as np
+
+from .dataset import Split
 
 if TYPE_CHECKING:
     import datasets
@@ -16,20 +18,37 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class TaskContext:
-    """One task on one model: the spec, the (possibly ``--limit``-ed) rows, and feature extraction."""
+    """One task on one model: the spec, the (possibly ``--limit``-ed) rows, and feature extraction.
+
+    ``data`` is the evaluated rows as a ``datasets.Dataset`` (labels, other columns); ``split``
+    is the same rows with the identity the feature store keys them by: pass it to
+    ``features.images``. ``load_split(name)`` returns another split of the same source (e.g.
+    ``train`` for a linear probe) as a :class:`~harness.dataset.Split` (a bare Dataset from
+    hand-built contexts works too, uncached).
+    """
 
     spec: TaskSpec
     data: datasets.Dataset
     features: Features
     seed: int
     where: str
-    load_split: Callable[[str], datasets.Dataset]
+    load_split: Callable[[str], Split | datasets.Dataset]
+    split: Split | None = None
 
-    """``load_split(name)``: another split of the same source (e.g. ``train`` for a linear probe)."""
+    def __post_init__(self) -> None:
+        if self.split is None:
+            object.__setattr__(self, "split", Split(self.data))
 
     def column(self, role: str) -> str:
         """The dataset column the spec maps to ``role``."""
         return self.spec.columns[role]
+
+    def bar(self, iterable: Iterable[Any] | None = None, *, desc: str, total: int | None = None) -> Any:
+        """A progress bar (tqdm) for a kind's own loops, e.g. training epochs; silent with
+        ``--quiet``, when stderr is not a terminal, and on ranks other than 0."""
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, disable=not self.features.progress, leave=False)
 
 
 class TaskKind(Protocol):

@@ -41,7 +41,7 @@ def full_run(tiny_openclip: dict, image_folder: Path, tmp_path_factory: pytest.T
     spec = task_file(root / "tasks", image_folder)
     out = root / "results"
     assert main(["run", "--quiet", "--model", tiny_openclip["name"], "--task", str(spec),
-                 "--output-dir", str(out), "--batch-size", "5", "--seed", "1"]) == 0
+                 "--output-dir", str(out), "--batch-size", "5", "--seed", "1", "--cache-dir", str(root / "cache")]) == 0
     [path] = list(out.rglob("*.json"))
     return {"spec": spec, "out": out, "path": path, "doc": read_result(path)}
 

@@ -96,7 +96,7 @@ class LinearProbe:
             raise DataError(f"{train_where}: a linear probe needs at least 2 classes; found {len(np.unique(train_y))} "
                             f"in {len(train_y)} rows")
         train_x = ctx.features.images(train, image_col, where=train_where)
-        eval_x = ctx.features.images(ctx.data, image_col, where=ctx.where)
+        eval_x = ctx.features.images(ctx.split, image_col, where=ctx.where)
         probe = ProbeClassifier(num_classes=num_classes, max_iter=params.get("max_iter", DEFAULT_MAX_ITER),
                                 seed=ctx.seed, C=params.get("C"))
         probe.fit(train_x, train_y, params.get("C_grid", DEFAULT_C_GRID),

@@ -35,7 +35,7 @@ class ZeroShotClassification:
         templates = list(ctx.spec.prompts.get("templates", DEFAULT_TEMPLATES))
         prompts = [template.format(c=name) for name in names for template in templates]
         prototypes = class_prototypes(ctx.features.texts(prompts), len(names), len(templates))
-        images = normalize(ctx.features.images(ctx.data, ctx.column("image"), where=ctx.where))
+        images = normalize(ctx.features.images(ctx.split, ctx.column("image"), where=ctx.where))
         scale = float(ctx.spec.params.get("logit_scale", 100.0))
         labels = np.asarray(ctx.data[ctx.column("label")], dtype=np.int64)
         return {"logits": (scale * images @ prototypes.T).astype(np.float32), "labels": labels}
