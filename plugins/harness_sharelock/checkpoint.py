@@ -1,0 +1,109 @@
+"""harness's ShareLock checkpoint: a folder with ``sharelock.safetensors`` and ``sharelock.json``.
+
+``sharelock.safetensors`` holds the head's state dict under the official parameter names
+(``language_projector.projection.0.weight``, ...). ``sharelock.json`` holds::
+
+    {"format": "harness-sharelock", "format_version": 1,
+     "config": {...every ShareLockConfig field...},
+     "vision_dim": 1280, "language_dim": 384, "embed_dim": 1280,
+     "vision": {"name": "torchvision:mobilenet_v2", "embed_dim": ..., "revision": ..., "fingerprint": ..., ...},
+     "language": {"name": "lm:all-MiniLM-L6-v2", ...},
+     "transform": "encoder",          # images preprocessed by the vision tower ("sharelock": official eval transform)
+     "pairs": {...dataset identity...}, "training": {...TrainResult.summary()...}}
+
+Both files are written to temporary names and renamed, weights first, so a folder with a
+``sharelock.json`` is always complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ModelLoadError
+
+from .config import ShareLockConfig
+
+FORMAT = "harness-sharelock"
+FORMAT_VERSION = 1
+WEIGHTS = "sharelock.safetensors"
+META = "sharelock.json"
+TRANSFORMS = ("encoder", "sharelock")
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(directory: Path, model: Any, meta: dict[str, Any]) -> Path:
+    """Write ``model`` (a ShareLock) and ``meta`` (vision, language, pairs, training, ...) to ``directory``."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
+           "vision_dim": model.vision_dim, "language_dim": model.language_dim, "embed_dim": model.embed_dim,
+           "transform": "encoder", **meta}
+    if doc["transform"] not in TRANSFORMS:
+        raise ValueError(f"transform must be one of {TRANSFORMS}, got {doc['transform']!r}")
+    _write_atomic(directory / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
+    text = json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"
+    _write_atomic(directory / META, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return directory
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """The ``sharelock.json`` of a checkpoint folder, checked for format and version."""
+    path = Path(directory) / META
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelLoadError(f"{directory}: not a ShareLock checkpoint folder (no {META})") from None
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: unreadable: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ModelLoadError(f"{path}: not a {FORMAT} file")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise ModelLoadError(f"{path}: format_version {doc.get('format_version')!r} is not supported (expected {FORMAT_VERSION})")
+    return doc
+
+
+def load(directory: Path) -> tuple[Any, dict[str, Any]]:
+    """(ShareLock in eval mode, meta) from a checkpoint folder; strict about names and shapes."""
+    from safetensors.torch import load_file
+
+    from .model import ShareLock
+
+    doc = read_meta(directory)
+    config = ShareLockConfig.from_dict(doc["config"], where=f"{directory}/{META}: config")
+    model = ShareLock(config, int(doc["vision_dim"]), int(doc["language_dim"]))
+    try:
+        state = load_file(str(Path(directory) / WEIGHTS), device="cpu")
+    except Exception as exc:  # missing or corrupt file
+        raise ModelLoadError(f"{directory}/{WEIGHTS}: cannot read weights: {type(exc).__name__}: {exc}") from None
+    load_strict(model, state, str(Path(directory) / WEIGHTS))
+    return model.eval(), doc
+
+
+def load_strict(model: Any, state: dict[str, Any], where: str) -> None:
+    """``load_state_dict(strict=True)`` with any mismatch summarised on one line."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        parts = [f"{label} {len(keys)} (e.g. {keys[0]!r})" for label, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+        raise ModelLoadError(f"{where}: weights do not fit the ShareLock config: {'; '.join(parts)}")
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,135 @@
+"""End to end through the real CLI: ``harness train sharelock``, the ``sharelock:`` encoder on a
+zero-shot task, the ``viterb`` kind, and the pieces they share (caption filter, class split)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+
+from harness.cli import main  # noqa: E402
+from harness.errors import DataError  # noqa: E402
+from harness.result import read_result  # noqa: E402
+from harness_sharelock.pairs import ClassSplit, clean_rows  # noqa: E402
+
+pytest.importorskip("torch")
+#: A fast random-weight image tower (deterministic: seeded by the run seed).
+TOWER = "torchvision:mobilenet_v3_small/random"
+HEAD = ["--set", "language_hidden_size=16", "--set", "language_num_layers=2", "--set", "max_steps=5",
+        "--set", "batch_size=16", "--set", "accumulate_grad_batches=1", "--set", "val_split_num=8",
+        "--set", "val_check_interval=2", "--set", "lr_warmup_steps=1"]
+
+
+def test_caption_filter_and_class_split() -> None:
+    captions = ["an orange star on a grey background", "a red circle and two orange-ish squares",
+                "a light grey heart", "Orange circles", "a red square on a light  grey background", "a pink star"]
+    assert clean_rows(captions, ["orange"]).tolist() == [1, 2, 4, 5]  # whole words, any case
+    assert clean_rows(captions, ["light grey", "pink"]).tolist() == [0, 1, 3]  # phrases, any spacing
+    split = ClassSplit.of(["red", "green", "blue", "orange"], ["orange", "green"], "spec")
+    assert split.seen == ("red", "blue")
+    rows, labels = split.select(np.array([3, 0, 1, 2, 1]), split.unseen)
+    assert rows.tolist() == [0, 2, 4] and labels.tolist() == [0, 1, 1]
+    with pytest.raises(DataError, match="not class names"):
+        ClassSplit.of(["red", "green"], ["violet"], "spec")
+    with pytest.raises(DataError, match="leave at least one seen class"):
+        ClassSplit.of(["red", "green"], ["red", "green"], "spec")
+
+
+def test_train_then_zero_shot_with_the_trained_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "head"
+    code = main(["train", "sharelock", "--vision", TOWER, "--language", "hashbow:64",
+                 "--pairs", "scenes", "--pairs-config", '{"n": 48}', *HEAD, "--lightning", "--quiet", "-o", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip() == str(out)
+    meta = json.loads((out / "sharelock.json").read_text())
+    assert meta["vision"]["name"] == TOWER and meta["language"]["name"] == "hashbow:64"
+    assert meta["config"]["language_hidden_size"] == 16 and meta["training"]["steps"] == 5
+    assert meta["pairs"]["id"] == "scenes" and meta["pairs"]["n_pairs"] == 48 and meta["vision_dim"] == 1024
+    assert (out / "sharelock.safetensors").is_file() and (out / "sharelock.ckpt").is_file()
+
+    results = tmp_path / "results"
+    for model in (f"sharelock:{out}", f"sharelock:{out / 'sharelock.ckpt'}"):
+        code = main(["run", "--model", model, "--task", "scenes_shapes_zeroshot",
+                     "--limit", "12", "--quiet", "--output-dir", str(results)])
+        assert code == 0, capsys.readouterr().err
+        doc = read_result(Path(capsys.readouterr().out.strip().splitlines()[-1]))
+        assert doc["model"]["modalities"] == ["image", "text"] and doc["model"]["embed_dim"] == 1024
+        assert 0.0 <= doc["main_score"]["value"] <= 1.0
+
+
+def test_a_head_refuses_towers_with_other_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "head"
+    assert main(["train", "sharelock", "--vision", TOWER, "--language", "hashbow:32",
+                 "--pairs", "scenes", "--pairs-config", '{"n": 32}', *HEAD, "--quiet", "-o", str(out)]) == 0
+    meta = json.loads((out / "sharelock.json").read_text())
+    meta["vision"]["fingerprint"] = "0" * 64
+    (out / "sharelock.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    code = main(["run", "--model", f"sharelock:{out}", "--task", "scenes_shapes_zeroshot",
+                 "--limit", "4", "--quiet", "--output-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "but the head was trained on features of 000000000000" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--pairs", "nowhere"], "--pairs 'nowhere': not a task"),
+    (["--pairs", "scenes", "--set", "widht=3"], "unknown field(s) widht"),
+    (["--pairs", "scenes", "--set", "max_steps"], "expected KEY=VALUE"),
+])
+def test_train_usage_errors(argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "sharelock", "--vision", TOWER, "--language", "hashbow:8", *argv,
+                 "-o", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 4 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists()
+
+
+def _viterb_spec(tmp_path: Path, **params: object) -> Path:
+    spec = {
+        "name": "viterb_tiny", "version": 1, "kind": "viterb",
+        "dataset": {"builder": "scenes", "config": {"n": {"train": 90, "test": 40}, "seed": 0}, "split": "test"},
+        "columns": {"image": "image", "label": "color", "caption": "caption"},
+        "prompts": {"templates": ["a {c} object."]},
+        "params": {"vision": TOWER, "unseen": ["orange", "pink"],
+                   "sharelock": {"language_hidden_size": 16, "language_num_layers": 2, "max_steps": 5,
+                                 "batch_size": 32, "accumulate_grad_batches": 1, "val_split_num": 0,
+                                 "lr_warmup_steps": 1}, **params},
+        "metrics": ["unseen_accuracy", "seen_accuracy", "accuracy"], "main_score": "unseen_accuracy",
+    }
+    path = tmp_path / "viterb_tiny.yaml"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def test_viterb_one_result_per_language_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = _viterb_spec(tmp_path)
+    docs = {}
+    for model in ("hashbow:32", "hashbow:64"):
+        code = main(["run", "--model", model, "--task", str(spec), "--quiet",
+                     "--output-dir", str(tmp_path / "results")])
+        assert code == 0, capsys.readouterr().err
+        docs[model] = read_result(Path(capsys.readouterr().out.strip()))
+    first, second = docs["hashbow:32"], docs["hashbow:64"]
+    assert first["model"]["name"] == "hashbow:32" and first["task"]["kind"] == "viterb"
+    assert set(first["metrics"]) == {"unseen_accuracy", "seen_accuracy", "accuracy"}
+    assert first["metrics"]["unseen_accuracy"]["value"] == first["metrics"]["accuracy"]["value"]
+    assert first["cache"]["image_misses"] > 0 and second["cache"]["image_misses"] == 0  # tower features reused
+    assert second["cache"]["image_hits"] == first["cache"]["image_misses"]
+    assert main(["viterb-report", str(tmp_path / "results")]) == 0
+    printed = capsys.readouterr().out
+    assert "viterb_tiny" in printed and "hashbow:32" in printed and "generalises better to unseen classes" in printed
+
+
+def test_viterb_spec_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = _viterb_spec(tmp_path, unseen=["violet"])
+    code = main(["run", "--model", "hashbow:8", "--task", str(bad), "--quiet",
+                 "--output-dir", str(tmp_path / "r")])
+    assert code == 2 and "unseen classes ['violet'] are not class names" in capsys.readouterr().err
+    seeded = _viterb_spec(tmp_path, sharelock={"seed": 3})
+    assert main(["validate", str(seeded)]) == 1  # the head's seed is the run's --seed
+    assert main(["validate", str(PLUGINS / "harness_sharelock" / "tasks" / "viterb_scenes_colors.yaml")]) == 0
