@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import numpy as np
 from .dataset import Split
 from .errors import DataError, IncompatibleError
 from .featurestore import FeatureSet, FeatureStore, canonical_json, text_id
+from .imageloader import DecodeFailure, ImageRows, auto_workers, batches
 from .processgroup import ProcessGroup
 
 if TYPE_CHECKING:
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-#: Below this many images to compute, ``num_workers=None`` (auto) decodes in the main process.
-AUTO_WORKERS_MIN_IMAGES = 256
 DEFAULT_SHARD_SIZE = 1024
 
 
@@ -60,44 +58,6 @@ class Counters:
     forward_seconds: float = 0.0
     max_abs_diff: float | None = None
     """``check_determinism``: largest per-sample difference between the two batch sizes."""
-
-
-class _Failed:
-    """A row that could not be decoded (passed back from a worker instead of raising there)."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-
-
-class _ImageRows:
-    """Map-style torch dataset: decode one row's image with PIL and preprocess it (runs in workers)."""
-
-    def __init__(self, data: datasets.Dataset, column: str, preprocess: Callable, where: str) -> None:
-        self.data, self.column, self.preprocess, self.where = data, column, preprocess, where
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> Any:
-        try:
-            image = self.data[index][self.column]
-            if isinstance(image, dict) and image.get("path"):
-                import PIL.Image
-
-                image = PIL.Image.open(image["path"])
-            image = image.convert("RGB")
-        except Exception as exc:
-            return _Failed(f"{self.where}: row {index}: cannot decode image in column {self.column!r}: {exc}")
-        return self.preprocess(image)
-
-
-def _collate(items: list[Any]) -> Any:
-    failed = [item for item in items if isinstance(item, _Failed)]
-    if failed:
-        return failed[0]
-    from torch.utils.data import default_collate
-
-    return default_collate(items)
 
 
 def preprocess_fingerprint(encoder: Any, encoder_key: Mapping[str, Any]) -> str:
@@ -122,7 +82,7 @@ class Features:
     encoder_key: Mapping[str, Any] | None = None
     """What names the encoder in store keys; default: its class name and provenance."""
     num_workers: int | None = None
-    """DataLoader worker processes; None: ``min(4, cpus)`` for large extractions, else 0."""
+    """DataLoader worker processes; None: ``imageloader.auto_workers`` (0 for small extractions)."""
     shard_size: int = DEFAULT_SHARD_SIZE
     group: ProcessGroup = field(default_factory=ProcessGroup)
     check_determinism: bool = False
@@ -147,7 +107,7 @@ class Features:
                                     "preprocess": preprocess_fingerprint(self.encoder, self._encoder_key()),
                                     "dataset": split.identity, "column": column, "output": name, "dtype": self.dtype})
         ids = split.sample_ids() if fset is not None else [str(i) for i in range(len(split))]
-        rows = _ImageRows(split.data.select_columns([column]), column, self.encoder.preprocess, where)
+        rows = ImageRows(split.data, column, self.encoder.preprocess, where)
         return self._extract(fset, ids, lambda chunks: self._image_chunks(rows, chunks, encode), "images")
 
     def texts(self, texts: Sequence[str], where: str = "texts") -> np.ndarray:
@@ -187,7 +147,7 @@ class Features:
         for positions, array in compute(chunks[group.rank::group.world_size]):
             if fset is not None:
                 fset.write([ids[p] for p in positions], array,
-                           {"batch_size": self.batch_size_used, "device": self.device})
+                           {"batch_size": self.batch_size_used, "device": self.device, "rank": group.rank})
             done.append((positions, array))
         if group.world_size > 1:
             parts = group.gather(done)
@@ -214,34 +174,32 @@ class Features:
                                     "(encode_image_tokens)")
         return lambda pixels: tokens(pixels, layer)
 
-    def _image_chunks(self, rows: _ImageRows, chunks: list[list[int]],
+    def _image_chunks(self, rows: ImageRows, chunks: list[list[int]],
                       encode: Callable[[Any], Any]) -> Iterator[tuple[list[int], np.ndarray]]:
         if not chunks:
             return
-        from torch.utils.data import DataLoader
         from tqdm.auto import tqdm
 
         batch = self._batch_size(rows, chunks[0][0], encode)
-        batches = [chunk[i:i + batch] for chunk in chunks for i in range(0, len(chunk), batch)]
+        plan = [chunk[i:i + batch] for chunk in chunks for i in range(0, len(chunk), batch)]
         total = sum(len(c) for c in chunks)
-        workers = self.num_workers if self.num_workers is not None else (
-            min(4, os.cpu_count() or 1) if total >= AUTO_WORKERS_MIN_IMAGES else 0)
+        workers = self.num_workers if self.num_workers is not None else auto_workers(total)
         pin = self.device.startswith("cuda")
-        loader = iter(DataLoader(rows, batch_sampler=batches, num_workers=workers, pin_memory=pin, collate_fn=_collate))
+        loaded = batches(rows, plan, workers, pin)
         try:
             with tqdm(total=total, desc="images", unit="img", disable=not self.progress, leave=False) as bar:
                 for chunk in chunks:
                     parts = []
                     for _ in range(math.ceil(len(chunk) / batch)):
-                        pixels = next(loader)
-                        if isinstance(pixels, _Failed):
+                        pixels = next(loaded)
+                        if isinstance(pixels, DecodeFailure):
                             raise DataError(pixels.message)
                         parts.append(self._run(encode, self._to_device(pixels, pin)))
                         self.counters.images += len(pixels)
                         bar.update(len(pixels))
                     yield chunk, np.concatenate(parts)
-        finally:  # stop workers now, not when a traceback holding this frame is collected
-            getattr(loader, "_shutdown_workers", lambda: None)()
+        finally:
+            loaded.close()
 
     def _text_chunks(self, texts: list[str], chunks: list[list[int]]) -> Iterator[tuple[list[int], np.ndarray]]:
         from tqdm.auto import tqdm
@@ -308,14 +266,14 @@ class Features:
                 with torch.autocast(device_type=self.device.split(":")[0], dtype=getattr(torch, _DTYPES[self.dtype])):
                     yield
 
-    def _batch_size(self, rows: _ImageRows, position: int, encode: Callable[[Any], Any]) -> int:
+    def _batch_size(self, rows: ImageRows, position: int, encode: Callable[[Any], Any]) -> int:
         if self.batch_size != "auto":
             return int(self.batch_size)
         if self._resolved_batch is None:
             from .batchsize import resolve_auto
 
             sample = rows[position]
-            if isinstance(sample, _Failed):
+            if isinstance(sample, DecodeFailure):
                 raise DataError(sample.message)
             self._resolved_batch = resolve_auto(self, sample, encode)
         return self._resolved_batch

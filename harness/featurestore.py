@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from contextlib import contextmanager
@@ -40,7 +39,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .atomicfile import write_text_atomic
+from .atomicfile import append_line, write_bytes_atomic, write_text_atomic
 from .errors import HarnessError
 
 #: Bumped when the layout or the meaning of keys changes: old sets are then simply never hit.
@@ -105,8 +104,10 @@ class FeatureSet:
         """The manifest's shard entries, in write order (unparseable lines skipped)."""
         try:
             lines = self.manifest.read_bytes().splitlines()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
+        except OSError as exc:
+            raise StoreError(f"feature store: cannot read {self.manifest}: {exc.strerror or exc}") from None
         entries = []
         for line in lines:
             try:
@@ -206,7 +207,7 @@ class FeatureSet:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             if not (self.path / name).exists():
-                _write_bytes_atomic(self.path / name, blob)
+                write_bytes_atomic(self.path / name, blob)
             with self.lock():
                 if not (self.path / "key.json").exists():
                     write_text_atomic(self.path / "key.json", json.dumps(self.key, indent=2, sort_keys=True) + "\n")
@@ -218,7 +219,7 @@ class FeatureSet:
                     return False
                 entry = {"file": name, "sha256": sha, "shape": list(values.shape), "ids": ids,
                          "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **(info or {})}
-                _append_line(self.manifest, json.dumps(entry, sort_keys=True))
+                append_line(self.manifest, json.dumps(entry, sort_keys=True))
         except OSError as exc:
             raise StoreError(f"feature store: cannot write to {self.path}: {exc.strerror or exc}") from None
         return True
@@ -296,29 +297,3 @@ class FeatureStore:
                 if path.name != ".lock":
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
         shutil.rmtree(feature_set.path, ignore_errors=True)
-
-
-def _write_bytes_atomic(path: Path, blob: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:16]}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(blob)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _append_line(path: Path, line: str) -> None:
-    """Append one line, first terminating a partial last line a killed writer may have left."""
-    with open(path, "a+b") as handle:
-        handle.seek(0, os.SEEK_END)
-        if handle.tell():
-            handle.seek(-1, os.SEEK_END)
-            if handle.read(1) != b"\n":
-                handle.write(b"\n")
-        handle.write(line.encode("utf-8") + b"\n")
-        handle.flush()
-        os.fsync(handle.fileno())

@@ -68,7 +68,7 @@ def attention_kernel(encoder: Any, device: str) -> str:
     CUDA backends), or ``none`` for models without attention layers."""
     import torch
 
-    kinds = set()
+    kinds, custom = set(), None
     for module in torch_modules(encoder):
         impl = getattr(getattr(module, "config", None), "_attn_implementation", None)
         if impl:
@@ -76,8 +76,10 @@ def attention_kernel(encoder: Any, device: str) -> str:
         for sub in module.modules():
             if isinstance(sub, torch.nn.MultiheadAttention):
                 kinds.add("torch.nn.MultiheadAttention")
-            elif "attention" in type(sub).__name__.lower() and not kinds:
-                kinds.add(type(sub).__name__)
+            elif custom is None and type(sub).__name__.lower().endswith("attention"):
+                custom = type(sub).__name__
+    if not kinds and custom:
+        kinds.add(custom)
     if not kinds:
         return "none"
     text = "+".join(sorted(kinds))

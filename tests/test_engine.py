@@ -190,3 +190,23 @@ def test_v1_results_still_load_and_render_beside_v2(full_run: dict, tmp_path: Pa
     broken["execution"].pop("determinism")
     with pytest.raises(Exception, match="'determinism' is a required property"):
         validate_result(broken)
+
+
+def test_second_task_on_the_same_images_reuses_features(tiny_openclip: dict, image_folder: Path, tmp_path: Path) -> None:
+    first = task_file(tmp_path / "tasks", image_folder, name="colours_a")
+    second = task_file(tmp_path / "tasks", image_folder, name="colours_b", metrics=["accuracy"])
+    assert main(["run", "--quiet", "--model", tiny_openclip["name"], "--task", str(first), "--task", str(second),
+                 "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "out")]) == 0
+    a, b = (read_result(next((tmp_path / "out").rglob(f"colours_{x}.json"))) for x in "ab")
+    assert a["cache"]["image_misses"] == 12 and b["cache"] == {**b["cache"], "image_hits": 12, "image_misses": 0,
+                                                               "text_hits": 6, "text_misses": 0}
+    assert a["metrics"]["accuracy"] == b["metrics"]["accuracy"]
+
+
+def test_unwritable_cache_is_one_line(full_run: dict, tiny_openclip: dict, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    code = main(["run", "--quiet", "--model", tiny_openclip["name"], "--task", str(full_run["spec"]),
+                 "--cache-dir", str(blocker), "--output-dir", str(tmp_path / "out")])
+    assert_clean_failure(code, capsys.readouterr().err, tmp_path / "out", "feature store: cannot write to")

@@ -1,0 +1,81 @@
+"""Decode and preprocess a dataset's images in DataLoader worker processes, batch by batch.
+
+Workers never raise: a row that cannot be decoded comes back as a :class:`DecodeFailure`
+(raising inside a worker would reach the user as a multi-line re-raised traceback), and the
+caller turns it into one ``DataError`` line.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+if TYPE_CHECKING:
+    import datasets
+
+#: Below this many images, ``num_workers=None`` (auto) decodes in the main process: starting
+#: workers costs more than it saves.
+AUTO_WORKERS_MIN_IMAGES = 256
+MAX_AUTO_WORKERS = 4
+
+
+class DecodeFailure:
+    """A row that could not be decoded, passed back from a worker instead of raising there."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+class ImageRows:
+    """Map-style torch dataset: decode one row's image with PIL and preprocess it (runs in workers)."""
+
+    def __init__(self, data: datasets.Dataset, column: str, preprocess: Callable, where: str) -> None:
+        self.data = data.select_columns([column])  # decode only the image column of each row
+        self.column, self.preprocess, self.where = column, preprocess, where
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            image = self.data[index][self.column]
+            if isinstance(image, dict) and image.get("path"):
+                import PIL.Image
+
+                image = PIL.Image.open(image["path"])
+            image = image.convert("RGB")
+        except Exception as exc:
+            return DecodeFailure(f"{self.where}: row {index}: cannot decode image in column {self.column!r}: {exc}")
+        return self.preprocess(image)
+
+
+def collate(items: list[Any]) -> Any:
+    """``default_collate``, or the first failure in the batch."""
+    failed = [item for item in items if isinstance(item, DecodeFailure)]
+    if failed:
+        return failed[0]
+    from torch.utils.data import default_collate
+
+    return default_collate(items)
+
+
+def auto_workers(total: int) -> int:
+    """Workers for ``total`` images: none for small jobs, else one per CPU this rank may use
+    (CPUs in its affinity mask shared among torchrun's local ranks), at most ``MAX_AUTO_WORKERS``."""
+    if total < AUTO_WORKERS_MIN_IMAGES:
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    return max(1, min(MAX_AUTO_WORKERS, cpus // local_ranks))
+
+
+def batches(rows: ImageRows, plan: Sequence[Sequence[int]], workers: int, pin_memory: bool) -> Iterator[Any]:
+    """The collated batches of ``plan`` (lists of row positions), in order; workers stop when done."""
+    from torch.utils.data import DataLoader
+
+    loader = iter(DataLoader(rows, batch_sampler=plan, num_workers=workers, pin_memory=pin_memory,
+                             collate_fn=collate))
+    try:
+        yield from loader
+    finally:  # stop workers now, not when a traceback holding this frame is collected
+        getattr(loader, "_shutdown_workers", lambda: None)()
