@@ -126,7 +126,7 @@ def test_viterb_one_result_per_language_model(tmp_path: Path, capsys: pytest.Cap
 
 
 def test_viterb_spec_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bad = _viterb_spec(tmp_path, unseen=["violet"])
+    bad = _viterb_spec(tmp_path, unseen=["violet", "orange"])
     code = main(["run", "--model", "hashbow:8", "--task", str(bad), "--quiet",
                  "--output-dir", str(tmp_path / "r")])
     assert code == 2 and "unseen classes ['violet'] are not class names" in capsys.readouterr().err

@@ -51,7 +51,7 @@ def params_schema() -> dict[str, Any]:
         "type": "object", "additionalProperties": False, "required": ["vision", "unseen"],
         "properties": {
             "vision": {"type": "string", "minLength": 1, "description": "harness name of the frozen image tower"},
-            "unseen": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string", "minLength": 1},
+            "unseen": {"type": "array", "minItems": 2, "uniqueItems": True, "items": {"type": "string", "minLength": 1},
                        "description": "class names held out of training captions; zero-shot is measured on them"},
             "train_split": {"type": "string", "minLength": 1, "default": "train"},
             "train_limit": {"type": "integer", "minimum": 2, "description": "train on a seeded subset of rows"},
