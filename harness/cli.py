@@ -78,7 +78,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # noqa: ANN001 - PluginMa
     run.add_argument("--cache-dir", type=Path, default=None,
                      help="cache root (features in DIR/features; default $HARNESS_CACHE_DIR or ~/.cache/harness)")
     run.add_argument("--num-workers", type=_non_negative_int, default=None,
-                     help="image-decoding worker processes (default: min(4, cpus) for large extractions, else 0)")
+                     help="image-decoding worker processes (default: 0 below 256 images, else about one per CPU)")
     run.add_argument("--shard-size", type=_positive_int, default=1024,
                      help="samples per feature-store shard: the most a killed run recomputes (default 1024)")
     run.add_argument("--check-determinism", action="store_true",

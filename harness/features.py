@@ -183,7 +183,7 @@ class Features:
         batch = self._batch_size(rows, chunks[0][0], encode)
         plan = [chunk[i:i + batch] for chunk in chunks for i in range(0, len(chunk), batch)]
         total = sum(len(c) for c in chunks)
-        workers = self.num_workers if self.num_workers is not None else auto_workers(total)
+        workers = self.num_workers if self.num_workers is not None else auto_workers(total, self.device)
         pin = self.device.startswith("cuda")
         loaded = batches(rows, plan, workers, pin)
         try:

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 #: Below this many images, ``num_workers=None`` (auto) decodes in the main process: starting
 #: workers costs more than it saves.
 AUTO_WORKERS_MIN_IMAGES = 256
-MAX_AUTO_WORKERS = 4
+#: At most this many auto workers: on CUDA decoding is the bottleneck, on CPU the forward pass is.
+MAX_AUTO_WORKERS = {"cuda": 8, "cpu": 4}
 
 
 class DecodeFailure:
@@ -59,14 +60,16 @@ def collate(items: list[Any]) -> Any:
     return default_collate(items)
 
 
-def auto_workers(total: int) -> int:
-    """Workers for ``total`` images: none for small jobs, else one per CPU this rank may use
-    (CPUs in its affinity mask shared among torchrun's local ranks), at most ``MAX_AUTO_WORKERS``."""
+def auto_workers(total: int, device: str = "cpu") -> int:
+    """Workers for ``total`` images: none for small jobs; else the CPUs this rank may use (its
+    affinity mask shared among torchrun's local ranks) -- on CPU less one, which the forward pass
+    needs -- capped by ``MAX_AUTO_WORKERS``, at least one."""
     if total < AUTO_WORKERS_MIN_IMAGES:
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    return max(1, min(MAX_AUTO_WORKERS, cpus // local_ranks))
+    cpus //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    cuda = device.startswith("cuda")
+    return max(1, min(MAX_AUTO_WORKERS["cuda" if cuda else "cpu"], cpus if cuda else cpus - 1))
 
 
 def batches(rows: ImageRows, plan: Sequence[Sequence[int]], workers: int, pin_memory: bool) -> Iterator[Any]:
