@@ -2,7 +2,8 @@
 cache against a cold one -- measured side by side in one process, on the same model and data.
 
     .venv/bin/python bench/extraction.py [--model torchvision:mobilenet_v2] [--n 500] [--size 64]
-                                         [--batch-size 32] [--repeats 3] [--num-workers auto]
+        [--batch-size 32] [--repeats 5] [--num-workers auto] [--device cpu|cuda] [--dtype fp32|bf16|fp16]
+        [--data IMAGE_FOLDER] [--whole-run]
 
 Prints one table and the two ratios the execution engine is held to:
 
@@ -26,7 +27,9 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -49,44 +52,70 @@ from harness.registry import collect  # noqa: E402
 from harness.specs import load_object  # noqa: E402
 
 
-def load(model: str, n: int, size: int) -> tuple[object, Split]:
+DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def load(args: argparse.Namespace) -> tuple[object, Split]:
+    """The encoder on ``args.device``, and the images: ``--data DIR`` (an image folder) or the scenes."""
     registries = collect(get_plugin_manager(PLUGINS))
-    spec, _ = registries.resolve_encoder(model)
-    encoder = load_object(spec.factory)(spec, LoadOptions(device="cpu"))
+    spec, _ = registries.resolve_encoder(args.model)
+    encoder = load_object(spec.factory)(spec, LoadOptions(device=args.device, dtype=args.dtype))
+    if args.data:
+        import datasets
+
+        data = datasets.load_dataset("imagefolder", data_dir=args.data, split="train")
+        data = data.select(range(min(args.n, len(data))))
+        return encoder, Split(data, {"source": "path", "id": args.data, "revision": None,
+                                     "fingerprint": data._fingerprint, "split": "train"})
     builder = load_object(registries.datasets.get("scenes").factory)
-    config = {"n": n, "image_size": size, "seed": 0}
+    config = {"n": args.n, "image_size": args.size, "seed": 0}
     data = builder(config, "test")
     identity = {"source": "builder", "id": "scenes", "revision": "bench", "fingerprint": data._fingerprint,
                 "split": "test", "config": config}
     return encoder, Split(data, identity)
 
 
-def raw_forward(encoder: object, pixels: list[torch.Tensor]) -> float:
+@contextmanager
+def timed(device: str, dtype: str) -> Iterator[list[float]]:
+    """Inference mode and autocast as the harness uses them; yields ``[seconds]`` (CUDA synchronised)."""
+    box: list[float] = []
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
     start = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.split(":")[0], DTYPES[dtype] or torch.float32,
+                                                enabled=dtype != "fp32"):
+        yield box
+    sync()
+    box.append(time.perf_counter() - start)
+
+
+def raw_forward(encoder: object, pixels: list[torch.Tensor], args: argparse.Namespace) -> float:
+    """The pure-forward ceiling: batches already preprocessed and on the device."""
+    with timed(args.device, args.dtype) as seconds:
         for batch in pixels:
             encoder.encode_image(batch)
-    return time.perf_counter() - start
+    return seconds[0]
 
 
-def naive_loop(encoder: object, split: Split, batch_size: int) -> float:
-    start = time.perf_counter()
-    with torch.inference_mode():
-        for i in range(0, len(split), batch_size):
-            images = split.data[i:i + batch_size]["image"]
-            encoder.encode_image(torch.stack([encoder.preprocess(im.convert("RGB")) for im in images]))
-    return time.perf_counter() - start
+def naive_loop(encoder: object, split: Split, args: argparse.Namespace) -> float:
+    with timed(args.device, args.dtype) as seconds:
+        for i in range(0, len(split), args.batch_size):
+            images = split.data[i:i + args.batch_size]["image"]
+            batch = torch.stack([encoder.preprocess(im.convert("RGB")) for im in images])
+            encoder.encode_image(batch.to(args.device))
+    return seconds[0]
 
 
-def harness(encoder: object, split: Split, batch_size: int, workers: int | None, store: FeatureStore | None) -> float:
-    features = Features(encoder, batch_size=batch_size, num_workers=workers, store=store,
-                        encoder_key={"name": "bench", "fingerprint": "bench"})
-    start = time.perf_counter()
-    features.images(split, "image")
-    return time.perf_counter() - start
+def harness(encoder: object, split: Split, args: argparse.Namespace, store: FeatureStore | None) -> float:
+    workers = None if args.num_workers == "auto" else int(args.num_workers)
+    features = Features(encoder, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                        num_workers=workers, store=store, encoder_key={"name": "bench", "fingerprint": "bench"})
+    with timed(args.device, "fp32") as seconds:  # Features applies its own autocast
+        features.images(split, "image")
+    return seconds[0]
 
 
-def whole_runs(model: str, n: int, size: int, batch_size: int, cache: Path) -> tuple[dict, dict]:
+def whole_runs(args: argparse.Namespace, cache: Path) -> tuple[dict, dict]:
     """``harness run`` (in-process) of a linear probe on the scenes, cold then warm: both results."""
     import json
 
@@ -95,15 +124,16 @@ def whole_runs(model: str, n: int, size: int, batch_size: int, cache: Path) -> t
     task = cache / "bench_scenes_probe.yaml"
     task.write_text(json.dumps({
         "name": "bench_scenes_probe", "version": 1, "kind": "linear_probe",
-        "dataset": {"builder": "scenes", "config": {"n": {"train": n, "test": n // 2}, "image_size": size, "seed": 0},
+        "dataset": {"builder": "scenes",
+                    "config": {"n": {"train": args.n, "test": args.n // 2}, "image_size": args.size, "seed": 0},
                     "split": "test"},
         "columns": {"image": "image", "label": "shape"}, "params": {"train_split": "train", "C": 1.0},
         "metrics": ["accuracy"], "main_score": "accuracy"}))
     registries = collect(get_plugin_manager(PLUGINS))
     docs = []
     for attempt in ("cold", "warm"):
-        config = RunConfig(model=model, tasks=(str(task),), device="cpu", batch_size=batch_size,
-                           output_dir=cache / attempt, cache_dir=cache)
+        config = RunConfig(model=args.model, tasks=(str(task),), device=args.device, dtype=args.dtype,
+                           batch_size=args.batch_size, output_dir=cache / attempt, cache_dir=cache)
         [path] = run(config, registries)
         docs.append(json.loads(Path(path).read_text()))
     return docs[0], docs[1]
@@ -117,24 +147,27 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--num-workers", default="auto")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    parser.add_argument("--dtype", default="fp32", choices=sorted(DTYPES))
+    parser.add_argument("--data", default=None, help="an image folder to use instead of the scenes (first --n images)")
     parser.add_argument("--whole-run", action="store_true",
                         help="also time a repeated `harness run` (linear probe on n train + n/2 test scenes)")
     args = parser.parse_args()
-    workers = None if args.num_workers == "auto" else int(args.num_workers)
-    encoder, split = load(args.model, args.n, args.size)
+    encoder, split = load(args)
     rows = [split.data[i:i + args.batch_size]["image"] for i in range(0, len(split), args.batch_size)]
-    pixels = [torch.stack([encoder.preprocess(im.convert("RGB")) for im in batch]) for batch in rows]
-    raw_forward(encoder, pixels[:2])  # warm-up: allocator, oneDNN kernels
+    pixels = [torch.stack([encoder.preprocess(im.convert("RGB")) for im in batch]).to(args.device) for batch in rows]
+    raw_forward(encoder, pixels, args)  # warm-up, untimed (the first full pass ran 2-4x slower in every run)
+    harness(encoder, split, args, None)
     methods = ("raw forward", "naive loop", "harness --no-cache", "harness cold cache", "harness warm cache")
     times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             store = FeatureStore(Path(tmp))
-            times["raw forward"].append(raw_forward(encoder, pixels))
-            times["harness cold cache"].append(harness(encoder, split, args.batch_size, workers, store))
-            times["harness warm cache"].append(harness(encoder, split, args.batch_size, workers, store))
-            times["harness --no-cache"].append(harness(encoder, split, args.batch_size, workers, None))
-            times["naive loop"].append(naive_loop(encoder, split, args.batch_size))
+            times["raw forward"].append(raw_forward(encoder, pixels, args))
+            times["harness cold cache"].append(harness(encoder, split, args, store))
+            times["harness warm cache"].append(harness(encoder, split, args, store))
+            times["harness --no-cache"].append(harness(encoder, split, args, None))
+            times["naive loop"].append(naive_loop(encoder, split, args))
     median = {name: statistics.median(values) for name, values in times.items()}
     # ratios of measurements taken back to back in the same round, then the median over rounds:
     # load from other processes drifts between rounds far more than within one
@@ -143,8 +176,10 @@ def main() -> int:
         "harness --no-cache / raw forward": [c / r for c, r in zip(times["harness --no-cache"], times["raw forward"])],
         "warm cache / cold cache": [w / c for w, c in zip(times["harness warm cache"], times["harness cold cache"])],
     }
-    print(f"model {args.model}, {len(split)} scenes at {args.size}px -> {tuple(pixels[0].shape[1:])}, batch "
-          f"{args.batch_size}, workers {args.num_workers}, torch threads {torch.get_num_threads()}, "
+    source = args.data or f"scenes at {args.size}px"
+    print(f"model {args.model} on {args.device} ({args.dtype}), {len(split)} images ({source}) -> "
+          f"{tuple(pixels[0].shape[1:])}, batch {args.batch_size}, workers {args.num_workers}, "
+          f"torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} cpus, {args.repeats} rounds, load average {os.getloadavg()[0]:.2f}")
     for name, value in median.items():
         print(f"  {name:20s} {value:8.3f} s  {len(split) / value:8.1f} img/s  "
@@ -155,7 +190,7 @@ def main() -> int:
         print(f"{name:34s} {statistics.median(ratios):.4f}  (rounds: {', '.join(f'{r:.3f}' for r in ratios)}){target}")
     if args.whole_run:
         with tempfile.TemporaryDirectory() as tmp:
-            cold, warm = whole_runs(args.model, args.n, args.size, args.batch_size, Path(tmp))
+            cold, warm = whole_runs(args, Path(tmp))
         print(f"repeated `harness run` (linear probe, {args.n} + {args.n // 2} scenes): "
               f"cold {cold['cost']['wall_time_s']:.2f} s {cold['cost']['phases_s']}, "
               f"warm {warm['cost']['wall_time_s']:.2f} s {warm['cost']['phases_s']}")
