@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -61,7 +62,9 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # noqa: ANN001 - PluginMa
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", parents=[common], help="evaluate a model on tasks")
-    run.add_argument("--model", required=True, help="encoder name, e.g. openclip:ViT-B-32/laion2b_s34b_b79k")
+    run.add_argument("--model", dest="models", action="append", required=True,
+                     help="encoder name, e.g. openclip:ViT-B-32/laion2b_s34b_b79k (repeatable: one result per model "
+                          "and task; every name is checked before any model loads)")
     run.add_argument("--task", dest="tasks", action="append", required=True,
                      help="task name or path to a task YAML (repeatable)")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default: auto)")
@@ -104,17 +107,23 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # noqa: ANN001 - PluginMa
 
 
 def cmd_run(args: argparse.Namespace, registries: Registries) -> int:
-    from .runner import RunConfig, run
+    from .runner import RunConfig, plan, run
 
+    if len(set(args.models)) < len(args.models):
+        raise UsageError(f"run: --model given twice: {sorted({m for m in args.models if args.models.count(m) > 1})}")
     config = RunConfig(
-        model=args.model, tasks=tuple(args.tasks), device=args.device, dtype=args.dtype,
+        model=args.models[0], tasks=tuple(args.tasks), device=args.device, dtype=args.dtype,
         batch_size=args.batch_size, limit=args.limit, seed=args.seed, output_dir=args.output_dir,
         writers=tuple(args.writers or ("json",)), progress=not args.quiet and sys.stderr.isatty(),
         cache=args.cache, cache_dir=args.cache_dir, num_workers=args.num_workers, shard_size=args.shard_size,
         check_determinism=args.check_determinism,
     )
-    for path in run(config, registries):
-        print(path)
+    configs = [replace(config, model=model) for model in args.models]
+    for each in configs:
+        plan(each, registries)
+    for each in configs:
+        for path in run(each, registries):
+            print(path)
     return 0
 
 

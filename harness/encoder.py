@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:
@@ -18,6 +18,9 @@ class LoadOptions:
     device: str = "cpu"
     dtype: str = "fp32"
     seed: int = 0
+    registries: Any = field(default=None, compare=False, repr=False)
+    """The run's :class:`~harness.registry.Registries` (None outside a run): an encoder built on
+    other encoders (e.g. ``sharelock:``) resolves them with it, so ``-p`` flags apply to them too."""
 
 
 @runtime_checkable

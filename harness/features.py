@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -119,6 +119,12 @@ class Features:
                                     "dtype": self.dtype})
         ids = [text_id(t) for t in texts]
         return self._extract(fset, ids, lambda chunks: self._text_chunks(texts, chunks), "texts")
+
+    def for_encoder(self, encoder: Encoder, encoder_key: Mapping[str, Any]) -> Features:
+        """The same extraction settings, store, ranks and cost counters for another encoder, keyed
+        in the store by ``encoder_key`` (a frozen tower's features are cached as its own)."""
+        return replace(self, encoder=encoder, encoder_key=encoder_key if self.store is not None else None,
+                       _resolved_batch=None, _oom_warned=False)
 
     @property
     def batch_size_used(self) -> int | None:

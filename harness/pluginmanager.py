@@ -95,7 +95,8 @@ def get_plugin_manager(plugin_flags: Iterable[str] = ()) -> PluginManager:
             module = importlib.import_module(name)
         except ImportError as exc:
             raise PluginError(f"-p {name}: no entry-point plugin or importable module of that name ({exc})") from None
-        pm.register_plugin(module, name)
+        if not pm.is_registered(module):  # e.g. ``-p harness_lm`` when entry point ``lm`` loaded it
+            pm.register_plugin(module, name)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:

@@ -13,6 +13,7 @@ from typing import Any
 
 import harness
 
+from .auxiliary import Auxiliary, encoder_key
 from .dataset import Split, load_dataset, subset_indices
 from .encoder import LoadOptions
 from .errors import IncompatibleError, ModelLoadError
@@ -126,7 +127,7 @@ def run(config: RunConfig, registries: Registries) -> list[Path]:
         if group.main:
             registries.pm.hook.harness_run_started(run=config)
         start = time.perf_counter()
-        encoder = _load_encoder(the_plan.encoder, LoadOptions(device=device, dtype=config.dtype, seed=config.seed))
+        encoder = _load_encoder(the_plan.encoder, options(config, device, registries))
         load_s = time.perf_counter() - start
         channels_last = use_channels_last(encoder, device)
         written = []
@@ -144,13 +145,9 @@ def run(config: RunConfig, registries: Registries) -> list[Path]:
         group.close()
 
 
-def encoder_key(the_plan: Plan, registries: Registries, encoder: Any) -> dict[str, Any]:
-    """What names the encoder in feature-store keys: spec name, plugin and its version, weights."""
-    info = registries.pm.provenance.get(the_plan.encoder_plugin)
-    provenance = encoder.provenance()
-    return {"name": the_plan.encoder.name, "plugin": the_plan.encoder_plugin,
-            "plugin_version": info.version if info else None,
-            "fingerprint": provenance["fingerprint"], "revision": provenance.get("revision")}
+def options(config: RunConfig, device: str, registries: Registries) -> LoadOptions:
+    """How every encoder of the run loads: the run's device, dtype, seed and plugins."""
+    return LoadOptions(device=device, dtype=config.dtype, seed=config.seed, registries=registries)
 
 
 def evaluate_task(
@@ -179,10 +176,12 @@ def evaluate_task(
         engine.encoder, device=device, dtype=config.dtype, batch_size=config.batch_size,
         progress=config.progress and main, num_workers=config.num_workers, shard_size=config.shard_size,
         store=FeatureStore.default(config.cache_dir) if config.cache else None,
-        encoder_key=encoder_key(the_plan, registries, engine.encoder) if config.cache else None,
+        encoder_key=encoder_key(the_plan.encoder.name, the_plan.encoder_plugin, registries, engine.encoder)
+        if config.cache else None,
         group=group, check_determinism=config.check_determinism, channels_last=engine.channels_last)
+    auxiliary = Auxiliary(registries, options(config, device, registries))
     ctx = TaskContext(spec=spec, data=split.data, split=split, features=features, seed=config.seed,
-                      where=f"task {spec.name}", load_split=load_split)
+                      where=f"task {spec.name}", load_split=load_split, auxiliary=auxiliary)
     kind_start = time.perf_counter()
     outputs = load_object(kind.factory)().evaluate(ctx)
     kind_s = time.perf_counter() - kind_start
@@ -194,14 +193,15 @@ def evaluate_task(
     end = time.perf_counter()
     times = {"load_model": engine.load_s, "load_data": data_s, "kind": kind_s, "metrics": end - metric_start,
              "total": engine.load_s + end - start}
-    return _document(config, the_plan, registries, engine, (spec, task_plugin), whole, len(index), features,
-                     counters or [], times, metrics)
+    doc = _document(config, the_plan, registries, engine, (spec, task_plugin), whole, len(index), features,
+                    counters or [], times, metrics)
+    return dict(doc, auxiliary_models=auxiliary.used)
 
 
 def _document(config: RunConfig, the_plan: Plan, registries: Registries, engine: Engine,
               task: tuple[TaskSpec, str], whole: Split, evaluated: int, features: Features,
               counters: list[dict[str, Any]], times: dict[str, float], metrics: dict[str, Any]) -> dict[str, Any]:
-    """The result document (schema v2) of one task."""
+    """The result document of one task, less ``auxiliary_models``."""
     import torch
 
     spec, task_plugin = task

@@ -12,6 +12,7 @@ from .dataset import Split
 if TYPE_CHECKING:
     import datasets
 
+    from .auxiliary import Auxiliary
     from .features import Features
     from .taskspec import TaskSpec
 
@@ -24,7 +25,8 @@ class TaskContext:
     is the same rows with the identity the feature store keys them by: pass it to
     ``features.images``. ``load_split(name)`` returns another split of the same source (e.g.
     ``train`` for a linear probe) as a :class:`~harness.dataset.Split` (a bare Dataset from
-    hand-built contexts works too, uncached).
+    hand-built contexts works too, uncached). ``encoder(name, needs, role)`` loads another
+    encoder the task needs (see :mod:`harness.auxiliary`).
     """
 
     spec: TaskSpec
@@ -34,6 +36,7 @@ class TaskContext:
     where: str
     load_split: Callable[[str], Split | datasets.Dataset]
     split: Split | None = None
+    auxiliary: Auxiliary | None = None
 
     def __post_init__(self) -> None:
         if self.split is None:
@@ -42,6 +45,17 @@ class TaskContext:
     def column(self, role: str) -> str:
         """The dataset column the spec maps to ``role``."""
         return self.spec.columns[role]
+
+    def encoder(self, name: str, needs: str, role: str) -> Features:
+        """Features of encoder ``name`` (a harness name; it must embed ``needs``), e.g. a frozen tower:
+        loaded with the run's plugins, device, dtype and seed, extracted like the model's features,
+        and recorded in the result as an auxiliary model with ``role``."""
+        if self.auxiliary is None:
+            from .errors import UsageError
+
+            raise UsageError(f"{self.where}: needs encoder {name!r}, but this context cannot load encoders "
+                             "(it was built outside `harness run`)")
+        return self.auxiliary.features(name, needs, self.features, role)
 
     def bar(self, iterable: Iterable[Any] | None = None, *, desc: str, total: int | None = None) -> Any:
         """A progress bar (tqdm) for a kind's own loops, e.g. training epochs; silent with

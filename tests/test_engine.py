@@ -151,7 +151,7 @@ def full_run(tiny_openclip: dict, image_folder: Path, tmp_path_factory: pytest.T
 
 def test_v2_result_records_execution_cache_and_cost(full_run: dict) -> None:
     doc = full_run["doc"]
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3
     execution = doc["execution"]
     assert execution["batch_size"] == DEFAULT_CPU and execution["batch_size_requested"] == "auto"
     assert execution["world_size"] == 1 and execution["num_workers"] == 0

@@ -100,6 +100,28 @@ def test_latest_result_wins_per_model_and_task(tmp_path: Path) -> None:
     assert "80.0" in text and "10.0" not in text
 
 
+def test_several_seeds_show_mean_and_spread_and_rank_by_the_mean(tmp_path: Path) -> None:
+    seeds = [result("seeded", value=v) for v in (0.6, 0.7, 0.8)]
+    for seed, doc in enumerate(seeds):
+        doc["seed"] = seed
+    stale = result("seeded", value=0.0)  # an older run of seed 2: replaced by the latest
+    stale["seed"], stale["created_at"] = 2, "2026-11-01T00:00:00Z"
+    text = render(collect(write_results(tmp_path, [*seeds, stale, result("single", value=0.75)])))
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert rows[1].startswith("| single ") and "75.0 [93.2, 94.2]" in rows[1]
+    assert rows[2].startswith("| seeded ") and "70.0 ± 10.0 (3 seeds)" in rows[2]
+    assert "4 results from 2 models" in text
+
+
+def test_json_writer_keeps_seeds_side_by_side(tmp_path: Path) -> None:
+    from harness_writers import write_json
+
+    first, second = result(), result()
+    second["seed"] = 3
+    assert write_json(first, tmp_path).name == "cifar10_zeroshot.json"
+    assert write_json(second, tmp_path).name == "cifar10_zeroshot.seed-3.json"
+
+
 def test_escape() -> None:
     assert escape("a|b*c_d") == r"a\|b\*c\_d"
 

@@ -53,6 +53,12 @@ def test_p_loads_a_module_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert registries.encoders.entry("adhoc:one").plugin == name
 
 
+def test_p_naming_an_already_loaded_plugin_module_is_a_no_op() -> None:
+    pm = get_plugin_manager(["harness_lm", "lm"])  # module and entry-point name of one plugin
+    assert [p.name for p in pm.plugins_info()].count("lm") == 1
+    assert "harness_lm" not in [p.name for p in pm.plugins_info()]
+
+
 def test_misspelt_hook_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     name = _write_module(tmp_path, monkeypatch, "harness_typo_plugin", (
         "from harness import hookimpl\n@hookimpl\ndef harness_register_encoderz():\n    return []\n"))

@@ -108,21 +108,50 @@ def _viterb_spec(tmp_path: Path, **params: object) -> Path:
 
 def test_viterb_one_result_per_language_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = _viterb_spec(tmp_path)
-    docs = {}
-    for model in ("hashbow:32", "hashbow:64"):
-        code = main(["run", "--model", model, "--task", str(spec), "--quiet",
-                     "--output-dir", str(tmp_path / "results")])
-        assert code == 0, capsys.readouterr().err
-        docs[model] = read_result(Path(capsys.readouterr().out.strip()))
-    first, second = docs["hashbow:32"], docs["hashbow:64"]
-    assert first["model"]["name"] == "hashbow:32" and first["task"]["kind"] == "viterb"
+    code = main(["run", "--model", "hashbow:32", "--model", "hashbow:64", "--task", str(spec), "--quiet",
+                 "--output-dir", str(tmp_path / "results")])
+    assert code == 0, capsys.readouterr().err
+    paths = capsys.readouterr().out.strip().splitlines()
+    first, second = (read_result(Path(p)) for p in paths)
+    assert [first["model"]["name"], second["model"]["name"]] == ["hashbow:32", "hashbow:64"]
+    assert first["task"]["kind"] == "viterb"
     assert set(first["metrics"]) == {"unseen_accuracy", "seen_accuracy", "accuracy"}
     assert first["metrics"]["unseen_accuracy"]["value"] == first["metrics"]["accuracy"]["value"]
     assert first["cache"]["image_misses"] > 0 and second["cache"]["image_misses"] == 0  # tower features reused
     assert second["cache"]["image_hits"] == first["cache"]["image_misses"]
+    [tower] = first["auxiliary_models"]
+    assert tower["name"] == TOWER and tower["role"] == "image tower" and tower["plugin"] == "torchvision"
+    assert len(tower["fingerprint"]) == 64 and tower["n_parameters"] > 0 and second["auxiliary_models"] == [tower]
     assert main(["viterb-report", str(tmp_path / "results")]) == 0
     printed = capsys.readouterr().out
     assert "viterb_tiny" in printed and "hashbow:32" in printed and "generalises better to unseen classes" in printed
+
+
+def test_an_unknown_second_model_fails_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["run", "--model", "hashbow:32", "--model", "hashbow:sixty", "--task", str(_viterb_spec(tmp_path)),
+                 "--quiet", "--output-dir", str(tmp_path / "results")])
+    err = capsys.readouterr().err
+    assert code != 0 and "hashbow:sixty" in err and err.count("\n") == 1
+    assert not (tmp_path / "results").exists()
+
+
+def test_the_tower_resolves_with_the_runs_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A tower name only a ``-p`` module plugin provides (not an entry point) resolves inside the task."""
+    (tmp_path / "harness_towerplugin.py").write_text(
+        "from harness import hookimpl\nfrom harness.specs import EncoderSpec\n"
+        "@hookimpl\ndef harness_register_encoders():\n"
+        "    return [EncoderSpec('adhoc:tower', 'harness_torchvision.network:load', frozenset({'image'}),\n"
+        "                        args={'arch': 'mobilenet_v3_small', 'source': 'random'})]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = _viterb_spec(tmp_path, vision="adhoc:tower")
+    argv = ["run", "--model", "hashbow:16", "--task", str(spec), "--limit", "8", "--quiet", "--no-cache",
+            "--output-dir", str(tmp_path / "results")]
+    assert main(argv) != 0 and "adhoc:tower" in capsys.readouterr().err
+    assert main([*argv, "-p", "harness_towerplugin"]) == 0, capsys.readouterr().err
+    doc = read_result(Path(capsys.readouterr().out.strip()))
+    assert doc["auxiliary_models"][0]["name"] == "adhoc:tower"
+    assert doc["auxiliary_models"][0]["plugin"] == "harness_towerplugin"
 
 
 def test_viterb_spec_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -140,10 +140,10 @@ def train_sharelock(args: argparse.Namespace, registries: Registries) -> int:
     if args.limit:
         data = data.select(subset_indices(len(data), args.limit, config.seed))
     device = resolve_device(args.device)
-    options = LoadOptions(device=device, dtype=args.dtype, seed=config.seed)
+    options = LoadOptions(device=device, dtype=args.dtype, seed=config.seed, registries=registries)
     progress = not args.quiet and sys.stderr.isatty()
-    vision, vision_key = towers.load_keyed(args.vision, options, "image", registries)
-    language, language_key = towers.load_keyed(args.language, options, "text", registries)
+    vision, vision_key = towers.load_keyed(args.vision, options, "image")
+    language, language_key = towers.load_keyed(args.language, options, "text")
     store = FeatureStore.default(args.cache_dir) if args.cache else None
     extract = {"device": device, "dtype": args.dtype, "batch_size": args.batch_size, "progress": progress, "store": store}
     images, captions = pair_features(data, image_col, text_col,

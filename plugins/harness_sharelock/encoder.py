@@ -125,7 +125,7 @@ def load(spec: EncoderSpec, options: LoadOptions) -> ShareLockEncoder:
             raise ModelLoadError(f"cannot load model {spec.name!r}: no harness encoder is known for its {role} tower "
                                  f"{official!r} (known: {', '.join(_known_official(role))})")
         seed = recorded.get("load_seed", options.seed)  # towers are part of the model, not of the run
-        loaded[role] = towers.load(recorded["name"], dataclasses.replace(options, seed=int(seed)), modality)
+        loaded[role] = towers.load_keyed(recorded["name"], dataclasses.replace(options, seed=int(seed)), modality)[0]
         _check_tower(role, recorded, loaded[role], spec.name)
     meta = dict(meta, revision=meta.get("revision") or _weights_digest(spec))
     return ShareLockEncoder(head, loaded["vision"], loaded["language"], meta, options.device)

@@ -17,9 +17,11 @@ accuracy on classes whose names never occurred in training. Here:
    classes among the unseen classes give ``logits``/``labels`` (the main outputs), rows of
    seen classes among the seen classes give ``seen_logits``/``seen_labels``.
 
-Image features of the vision tower go through the run's feature store under the tower's own
-key, so every language model after the first reuses them (and so does ``harness run`` of the
-tower itself); caption and prompt features are the model's, cached the same way.
+The vision tower is loaded with ``ctx.encoder`` (the run's plugins, device, dtype and seed; its
+weights fingerprint is recorded in the result's ``auxiliary_models``); its image features go
+through the run's feature store under the tower's own key, so every language model after the
+first reuses them (and so does ``harness run`` of the tower itself); caption and prompt features
+are the model's, cached the same way.
 """
 
 from __future__ import annotations
@@ -30,12 +32,10 @@ from typing import Any
 import numpy as np
 
 from harness.dataset import subset_indices
-from harness.encoder import LoadOptions
 from harness.errors import DataError, SpecError
 from harness.schema import validate_against
 from harness.taskkind import TaskContext, class_names
 
-from . import towers
 from .config import ShareLockConfig, config_schema
 from .pairs import ClassSplit, clean_rows, unique_texts
 
@@ -111,9 +111,8 @@ class ViTeRB:
         params = _params(ctx)
         split = ClassSplit.of(class_names(ctx), params["unseen"], str(ctx.spec.file))
         templates = tuple(ctx.spec.prompts.get("templates", DEFAULT_TEMPLATES))
-        device = getattr(ctx.features, "device", "cpu")
-        options = LoadOptions(device=device, dtype=getattr(ctx.features, "dtype", "fp32"), seed=ctx.seed)
-        vision = towers.features_for(ctx.features, *towers.load_keyed(params["vision"], options, "image"))
+        device = ctx.features.device
+        vision = ctx.encoder(params["vision"], "image", role="image tower")
         images, captions = _training_pairs(ctx, params, split, vision)
         config = ShareLockConfig.from_dict({**params.get("sharelock", {}), "seed": ctx.seed},
                                            where=f"{ctx.spec.file}: params.sharelock")
