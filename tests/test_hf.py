@@ -10,10 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.encoder import LoadOptions, state_fingerprint
-from harness.errors import ModelLoadError, UnknownNameError
+from harness.dataset import Split
+from harness.errors import IncompatibleError, ModelLoadError, UnknownNameError
+from harness.features import Features
+from harness.featurestore import FeatureStore
 from harness.pluginmanager import get_plugin_manager
 from harness.registry import collect
 from harness.specs import EncoderSpec
@@ -51,7 +55,8 @@ def _save(root: Path, name: str, model, *processors) -> Path:
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Tiny seeded CLIP, SigLIP, DINOv2 and ViT models saved with their processors; one also as a hub cache entry."""
+    """Tiny seeded CLIP, SigLIP, DINOv2, ViT and ResNet models saved with their processors; one also as a
+    hub cache entry."""
     root, tf = tmp_path_factory.mktemp("hf"), transformers
     tokenizer = _clip_tokenizer()
     text = dict(SMALL, vocab_size=49408, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
@@ -63,6 +68,8 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict:
                                                  vision_config=VISION)),
         "dinov2": tf.Dinov2Model(tf.Dinov2Config(**VISION)),
         "vit": tf.ViTModel(tf.ViTConfig(**VISION)),
+        "resnet": tf.ResNetModel(tf.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                                 layer_type="basic")),
     }
     square = {"height": 32, "width": 32}
     paths = {
@@ -72,6 +79,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "dinov2": _save(root, "dinov2", models["dinov2"],
                         tf.BitImageProcessor(size={"shortest_edge": 32}, crop_size=square)),
         "vit": _save(root, "vit", models["vit"], tf.ViTImageProcessor(size=square)),
+        "resnet": _save(root, "resnet", models["resnet"], tf.ViTImageProcessor(size=square)),
     }
     from huggingface_hub import constants
 
@@ -274,3 +282,75 @@ def test_corrupt_or_missing_weights(saved: dict, tmp_path: Path) -> None:
     shutil.rmtree(broken)
     with pytest.raises(ModelLoadError, match="directory not found"):
         load(spec, LoadOptions())
+
+
+# --- token-level outputs -----------------------------------------------------------------------
+
+
+def _tokens(encoder, pixels, layer=None) -> torch.Tensor:
+    with torch.inference_mode():
+        return encoder.encode_image_tokens(pixels, layer)
+
+
+@pytest.mark.parametrize("kind", ["vit", "dinov2"])
+def test_vit_tokens_are_cls_then_patches_after_the_final_norm(saved: dict, kind: str) -> None:
+    encoder = load(_resolve(f"hf:{saved['paths'][kind]}"), LoadOptions())
+    pixels = _pixels(encoder, saved["images"])
+    tokens = _tokens(encoder, pixels)
+    assert tokens.shape == (2, 1 + (32 // 8) ** 2, 64)
+    with torch.inference_mode():
+        assert torch.allclose(encoder.encode_image(pixels), tokens[:, 0], atol=1e-6)
+        states = saved["models"][kind](pixel_values=pixels, output_hidden_states=True).hidden_states
+    for layer in (0, 1, 2, -1, -3):
+        assert torch.allclose(_tokens(encoder, pixels, layer), states[layer], atol=1e-6)
+    assert not torch.allclose(_tokens(encoder, pixels, -1), tokens, atol=1e-3)  # before the final norm
+
+
+def test_dual_encoder_tokens_come_from_the_vision_tower(saved: dict) -> None:
+    encoder = load(_resolve(f"hf:{saved['paths']['clip']}"), LoadOptions())
+    pixels = _pixels(encoder, saved["images"])
+    tokens, first = _tokens(encoder, pixels), _tokens(encoder, pixels, 1)
+    assert tokens.shape == first.shape == (2, 17, 64)
+    assert torch.equal(_tokens(encoder, pixels, -1), tokens)  # CLIP norms only the pooled token
+    assert not torch.allclose(first, tokens, atol=1e-3)
+    model = encoder.model
+    with torch.inference_mode():
+        pooled = model.visual_projection(model.vision_model.post_layernorm(tokens[:, 0]))
+        assert torch.allclose(encoder.encode_image(pixels), pooled, atol=1e-6)
+
+
+def test_conv_feature_maps_become_grid_tokens(saved: dict) -> None:
+    encoder = load(_resolve(f"hf:{saved['paths']['resnet']}"), LoadOptions())
+    pixels = _pixels(encoder, saved["images"])
+    tokens = _tokens(encoder, pixels)
+    assert tokens.shape == (2, 4 * 4, 16)  # the stem divides 32 pixels by 4, the second stage by 2
+    with torch.inference_mode():
+        assert torch.allclose(encoder.encode_image(pixels), tokens.mean(1), atol=1e-6)
+        stem = saved["models"]["resnet"](pixel_values=pixels, output_hidden_states=True).hidden_states[0]
+    assert torch.allclose(_tokens(encoder, pixels, 0), stem.flatten(2).transpose(1, 2), atol=1e-6)
+    assert _tokens(encoder, pixels, 0).shape == (2, 8 * 8, 8)
+
+
+@pytest.mark.parametrize("layer", [3, -4, 100])
+def test_out_of_range_layers_name_the_valid_range(saved: dict, layer: int) -> None:
+    encoder = load(_resolve(f"hf:{saved['paths']['vit']}"), LoadOptions())
+    with pytest.raises(IncompatibleError, match=r"3 hidden states .*in -3\.\.2, got " + str(layer)):
+        _tokens(encoder, _pixels(encoder, saved["images"]), layer)
+
+
+def test_token_features_are_cached_per_layer(saved: dict, tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    encoder = load(_resolve(f"hf:{saved['paths']['vit']}"), LoadOptions())
+    data = Split(datasets.Dataset.from_dict({"image": saved["images"] * 2},
+                                            features=datasets.Features({"image": datasets.Image()})),
+                 {"source": "path", "id": "/data/tiny", "revision": None, "fingerprint": "f0", "split": "test"})
+    store = FeatureStore(tmp_path)
+    first = Features(encoder, store=store, batch_size=3).images(data, "image", output="tokens", layer=1)
+    assert first.shape == (4, 17, 64) and first.dtype == np.float32
+    np.testing.assert_allclose(first[:2], _tokens(encoder, _pixels(encoder, saved["images"]), 1).numpy(), atol=1e-6)
+    again = Features(encoder, store=store, batch_size=3)
+    np.testing.assert_array_equal(again.images(data, "image", output="tokens", layer=1), first)
+    assert (again.counters.image_hits, again.counters.images) == (4, 0)
+    final = again.images(data, "image", output="tokens")
+    assert again.counters.images == 4 and not np.allclose(final, first, atol=1e-3)
+    assert {s.key["output"] for s in store.sets()} == {"tokens@1", "tokens@None"}

@@ -8,14 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from harness.encoder import LoadOptions, state_fingerprint
-from harness.errors import ModelLoadError, UnknownNameError
+from harness.errors import IncompatibleError, ModelLoadError, UnknownNameError
+from harness.features import Features
 from harness.pluginmanager import get_plugin_manager
 from harness.registry import collect
 from harness_openclip import harness_register_encoders, harness_resolve_encoder
-from harness_openclip.encoder import load
+from harness_openclip.encoder import OpenClipEncoder, load
 
 torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
@@ -210,3 +212,62 @@ def test_local_dir_errors(tiny: dict, tmp_path: Path) -> None:
     assert "open_clip_config.json" in _load_error(f"openclip:local-dir:{tmp_path}")
     (tmp_path / "open_clip_config.json").write_text(json.dumps({"model_cfg": CONFIG}))
     assert "no weights" in _load_error(f"openclip:local-dir:{tmp_path}")
+
+
+# --- token-level outputs -----------------------------------------------------------------------
+
+
+def _tokens(encoder, pixels, layer=None) -> torch.Tensor:
+    with torch.inference_mode():
+        return encoder.encode_image_tokens(pixels, layer)
+
+
+def test_vit_tokens_are_class_then_patches(tiny: dict) -> None:
+    encoder = load(_resolve(f"openclip:{ARCH}/{tiny['root'] / 'tiny.pt'}"), LoadOptions())
+    pixels = torch.stack([encoder.preprocess(image) for image in tiny["images"]])
+    tokens = _tokens(encoder, pixels)
+    assert tokens.shape == (2, 1 + (32 // 8) ** 2, 64)
+    visual = encoder.model.visual
+    with torch.inference_mode():
+        assert torch.allclose(encoder.encode_image(pixels), tokens[:, 0] @ visual.proj, atol=1e-6)
+        assert visual.transformer.batch_first
+        blocks, x = [], visual._embeds(pixels)  # class token + patch embeddings, after ln_pre
+        for block in visual.transformer.resblocks:
+            x = block(x)
+            blocks.append(x)
+        assert torch.allclose(visual.ln_post(blocks[1]), tokens, atol=1e-5)
+    for layer, expected in ((1, blocks[0]), (2, blocks[1]), (-1, blocks[1]), (-2, blocks[0])):
+        assert torch.allclose(_tokens(encoder, pixels, layer), expected, atol=1e-5)
+    assert not torch.allclose(_tokens(encoder, pixels, 1), tokens, atol=1e-3)
+
+
+@pytest.mark.parametrize("layer", [0, 3, -3])
+def test_out_of_range_layers_name_the_valid_range(tiny: dict, layer: int) -> None:
+    encoder = load(_resolve(f"openclip:{ARCH}/{tiny['root'] / 'tiny.pt'}"), LoadOptions())
+    with pytest.raises(IncompatibleError, match=rf"2 blocks: layer must be None, 1\.\.2 or -2\.\.-1, got {layer}"):
+        _tokens(encoder, torch.zeros(1, 3, 32, 32), layer)
+
+
+def test_resnet_towers_have_no_token_outputs(tmp_path: Path) -> None:
+    config = dict(CONFIG, vision_cfg={"image_size": 32, "layers": [1, 1, 1, 1], "width": 8})
+    (tmp_path / "harness-tiny-rn.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / "harness-tiny-rn.json")
+    model, _, transform = open_clip.create_model_and_transforms("harness-tiny-rn")
+    encoder = OpenClipEncoder(model.eval(), transform, open_clip.get_tokenizer(ARCH), 32, None, "cpu")
+    with pytest.raises(IncompatibleError, match="ModifiedResNet image towers have no token-level outputs"):
+        Features(encoder).images(_image_rows(1), "image", output="tokens")
+
+
+def _image_rows(n: int):
+    datasets = pytest.importorskip("datasets")
+    images = [Image.new("RGB", (32, 32), (40 * i, 90, 200)) for i in range(n)]
+    return datasets.Dataset.from_dict({"image": images}, features=datasets.Features({"image": datasets.Image()}))
+
+
+def test_features_extracts_tokens_of_a_chosen_block(tiny: dict) -> None:
+    encoder = load(_resolve(f"openclip:{ARCH}/{tiny['root'] / 'tiny.pt'}"), LoadOptions())
+    rows = _image_rows(3)
+    tokens = Features(encoder, batch_size=2).images(rows, "image", output="tokens", layer=-2)
+    assert tokens.shape == (3, 17, 64) and tokens.dtype == np.float32
+    pixels = torch.stack([encoder.preprocess(image) for image in rows["image"]])
+    np.testing.assert_allclose(tokens, _tokens(encoder, pixels, 1).numpy(), atol=1e-6)

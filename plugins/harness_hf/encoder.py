@@ -14,6 +14,16 @@ Which output is the embedding:
   and the globally pooled features for conv nets (ConvNeXt, ResNet, ...). A model without a
   pooler falls back to the first token (or the spatial mean of a feature map).
 
+Token-level outputs (``encode_image_tokens``) come from the vision model itself, or the vision
+tower (``model.vision_model``) of a dual encoder, as ``(N, T, D)``: transformers' sequence
+(CLS and any register or distillation tokens first, then patches), or a conv net's feature map
+with its ``H*W`` positions as tokens. ``layer=None`` is ``last_hidden_state``: the last block's
+output, through the final norm for models that norm the whole sequence (ViT, DeiT, DINOv2,
+SigLIP, Swin) and un-normed for those that norm only what they pool (CLIP's
+``post_layernorm``, mean-pooling BEiT, conv nets). An int indexes ``hidden_states``: 0 the
+embeddings, ``k`` the output of block (conv nets: stage) ``k``, negative from the end; these
+precede any final norm, so ``-1`` differs from ``None`` for models that norm the sequence.
+
 Preprocessing is the repo's own image processor. Weights load with ``trust_remote_code=False``
 (transformers reads ``.bin`` files with ``weights_only=True``); hub ids pass their revision to
 every ``from_pretrained`` call.
@@ -27,7 +37,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Sequence
 
 from harness.encoder import LoadOptions, n_parameters, state_fingerprint
-from harness.errors import ModelLoadError
+from harness.errors import IncompatibleError, ModelLoadError
 from harness.hub import cached_commit, first_line, hub_failure
 from harness.specs import EncoderSpec
 from harness.torchcompat import ensure_torchvision
@@ -67,6 +77,22 @@ class HfEncoder:
         if self.model_type in CLS_TYPES or pooled is None:
             return hidden[:, 0] if hidden.ndim == 3 else hidden.flatten(2).mean(-1)
         return pooled.flatten(1)
+
+    def encode_image_tokens(self, pixels: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        """``(N, C, H, W)`` -> ``(N, T, D)`` tokens of the vision tower at ``layer`` (see module docstring)."""
+        tower = self.model if self.tokenizer is None else getattr(self.model, "vision_model", None)
+        if tower is None:
+            raise IncompatibleError(f"{type(self.model).__name__} has no vision_model to take image tokens from")
+        outputs = tower(pixel_values=pixels, output_hidden_states=layer is not None)
+        if layer is None:
+            hidden = outputs.last_hidden_state
+        else:
+            count = len(outputs.hidden_states)
+            if not -count <= layer < count:
+                raise IncompatibleError(f"{self.model_type!r} has {count} hidden states (0 is the embeddings): "
+                                        f"layer must be None or in {-count}..{count - 1}, got {layer}")
+            hidden = outputs.hidden_states[layer]
+        return hidden.flatten(2).transpose(1, 2) if hidden.ndim == 4 else hidden
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Tokenise with the repo's tokenizer -> ``(N, D)`` unnormalised."""

@@ -7,6 +7,16 @@ QuickGELU gets it forced on (open_clip 3 would only warn); for a checkpoint file
 ``open_clip.get_tokenizer`` of the same model name; an architecture open_clip does not know
 is an error before that call, so its silent fallback to the default tokenizer never happens.
 Embeddings are returned unnormalised, in float32 weights (the core applies autocast).
+
+Token-level outputs (``encode_image_tokens``) need a ViT image tower (open_clip's
+``VisionTransformer``; not ModifiedResNet or timm towers) and come from its
+``forward_intermediates``: ``(N, 1 + patches, width)``, the class token first, then the patch
+tokens in row-major order, never projected. ``layer=None`` is the last block's output through
+``ln_post`` (the norm the pooled embedding goes through, so for class-token pooling
+``encode_image == tokens[:, 0] @ visual.proj``; towers with attentional pooling, whose
+``ln_post`` follows the pooler, give the raw output); ``k`` is the raw output of block ``k``
+(1-based, negative from the end, as transformers' ``hidden_states``; the embeddings, 0, are
+not offered).
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from harness.encoder import LoadOptions, n_parameters, state_fingerprint
-from harness.errors import ModelLoadError
+from harness.errors import IncompatibleError, ModelLoadError
 from harness.hub import cached_commit, first_line, hub_failure
 from harness.specs import EncoderSpec
 from harness.torchcompat import ensure_torchvision
@@ -49,6 +59,25 @@ class OpenClipEncoder:
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` on the model's device -> ``(N, D)`` unnormalised."""
         return self.model.encode_image(pixels)
+
+    def encode_image_tokens(self, pixels: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        """``(N, C, H, W)`` -> ``(N, 1 + patches, width)``: class then patch tokens (see module docstring)."""
+        import torch
+        from open_clip.transformer import VisionTransformer
+
+        visual = self.model.visual
+        if not isinstance(visual, VisionTransformer) or not hasattr(visual, "forward_intermediates"):
+            raise IncompatibleError(f"open_clip {type(visual).__name__} image towers have no token-level outputs "
+                                    "(only ViT towers, with open_clip's forward_intermediates)")
+        blocks = len(visual.transformer.resblocks)
+        if layer is not None and not (1 <= layer <= blocks or -blocks <= layer <= -1):
+            raise IncompatibleError(f"this open_clip ViT has {blocks} blocks: layer must be None, "
+                                    f"1..{blocks} or -{blocks}..-1, got {layer}")
+        index = -1 if layer is None else layer - 1 if layer > 0 else layer
+        out = visual.forward_intermediates(pixels, indices=[index], stop_early=True, intermediates_only=True,
+                                           normalize_intermediates=layer is None and visual.attn_pool is None,
+                                           output_fmt="NLC", output_extra_tokens=True)
+        return torch.cat([out["image_intermediates_prefix"][0], out["image_intermediates"][0]], dim=1)
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """Tokenise with the model's own tokenizer -> ``(N, D)`` unnormalised."""

@@ -6,6 +6,17 @@ MobileNetV2, EfficientNet, DenseNet, ConvNeXt, ViT, Swin: the globally pooled,
 pre-classifier features; for VGG/AlexNet and MobileNetV3: the hidden layer that feeds
 the last linear layer). ``classifier(features)`` applies that layer and gives the
 ImageNet logits, so predictions can be checked against the original network.
+
+``encode_image_tokens(pixels, layer)`` returns ``(N, T, D)``. ``layer=None``: the feature map
+the network pools (the input of its last ``AdaptiveAvgPool2d``; else the output of
+``.features``, with the ReLU DenseNet applies to it in place before pooling), its ``H*W``
+positions as tokens in row-major order; for ViT, the encoder output after its final LayerNorm,
+class token first (``encode_image == tokens[:, 0]``). An int ``layer`` is offered where
+stages are a plain list: networks with a ``.features`` Sequential of NCHW maps (MobileNet,
+EfficientNet, ConvNeXt, VGG, ...) give the output of ``features[layer]`` (Python indexing,
+0 the stem); ViT gives hidden state ``layer`` of ``[embeddings, block 1, ..., block n]``
+(negative from the end; before the final LayerNorm). Other networks (ResNet, RegNet, Swin,
+...) accept only ``None``.
 """
 
 from __future__ import annotations
@@ -84,6 +95,58 @@ class TorchvisionEncoder:
         return self.network(pixels.to(self.device)).flatten(1)
 
     @torch.no_grad()
+    def encode_image_tokens(self, pixels: torch.Tensor, layer: int | None = None) -> torch.Tensor:
+        """``(N, C, H, W)`` -> ``(N, T, D)`` tokens at ``layer`` (see the module docstring)."""
+        pixels = pixels.to(self.device)
+        stages = self._stages()
+        if layer is not None and stages is not None:  # run the stages up to the chosen one only
+            last = _index(layer, len(stages), f"torchvision {self.arch} has {len(stages)} stages")
+            tokens = stages[:last + 1](pixels)
+        else:
+            tokens = self._capture(pixels, *self._token_source(layer))
+        return tokens.flatten(2).transpose(1, 2) if tokens.ndim == 4 else tokens
+
+    def _stages(self) -> torch.nn.Sequential | None:
+        """``.features`` when it is a Sequential of NCHW maps (not Swin's NHWC), else None."""
+        features = getattr(self.network, "features", None)
+        swin = isinstance(self.network, torchvision.models.SwinTransformer)
+        return features if isinstance(features, torch.nn.Sequential) and not swin else None
+
+    def _token_source(self, layer: int | None) -> tuple[torch.nn.Module, bool]:
+        """The module holding the tokens, and whether they are its input (else its output)."""
+        network = self.network
+        if isinstance(network, torchvision.models.VisionTransformer):
+            if layer is None:
+                return network.encoder, False
+            blocks = network.encoder.layers
+            index = _index(layer, len(blocks) + 1, f"torchvision {self.arch} has {len(blocks) + 1} hidden states")
+            return (blocks[0], True) if index == 0 else (blocks[index - 1], False)
+        if layer is not None:
+            raise IncompatibleError(f"torchvision {self.arch}: chosen layers need a ViT or a network with a "
+                                    f".features Sequential; use layer None, got {layer}")
+        pools = [m for m in network.modules() if isinstance(m, torch.nn.AdaptiveAvgPool2d)]
+        if pools:
+            return pools[-1], True
+        stages = self._stages()
+        if stages is not None:
+            return stages, False
+        raise IncompatibleError(f"torchvision {self.arch}: no feature map to take image tokens from")
+
+    def _capture(self, pixels: torch.Tensor, module: torch.nn.Module, is_input: bool) -> torch.Tensor:
+        """Run the network on ``pixels``; what ``module`` received (or returned) on the way."""
+        taken: list[torch.Tensor] = []
+
+        def keep(_module: torch.nn.Module, args: tuple, output: Any = None) -> None:
+            taken.append(args[0] if is_input else output)
+
+        hook = module.register_forward_pre_hook(keep) if is_input else module.register_forward_hook(keep)
+        try:
+            self.network(pixels)
+        finally:
+            hook.remove()
+        return taken[0]
+
+    @torch.no_grad()
     def classifier(self, features: torch.Tensor) -> torch.Tensor:
         """``(N, D)`` features -> ``(N, classes)`` logits of the network's own final layer."""
         return self.head(torch.as_tensor(features).to(self.device, torch.float32))
@@ -93,6 +156,13 @@ class TorchvisionEncoder:
 
     def provenance(self) -> dict[str, Any]:
         return {"revision": self.revision, "fingerprint": self.fingerprint, "n_parameters": self.n_params}
+
+
+def _index(layer: int, count: int, what: str) -> int:
+    """``layer`` (negative from the end) as an index into ``count`` items; out of range is an error."""
+    if not -count <= layer < count:
+        raise IncompatibleError(f"{what}: layer must be None or in {-count}..{count - 1}, got {layer}")
+    return layer % count
 
 
 def _builder(arch: str) -> Any:
