@@ -11,7 +11,7 @@
 #   llm             issue 4: Llama-3-8B architecture (random weights, bf16) caption extraction, texts/s, tokens/s
 #   sharelock       issue 4: ShareLock training at paper scale: 50 timed steps x 3, projection, then the
 #                   full 5000-step schedule measured when projected under $BUDGET s (default 540)
-#   sharelock-tf32  the same with TF32 matrix products allowed
+#   sharelock-bf16  the same with precision bf16-mixed (bf16 autocast; float32 weights and Adam)
 #
 # Each step is bounded by `timeout` (590 s), so any one fits a 10-minute command. Output goes to
 # the terminal and to $OUT/gpu-bench.log ($OUT unset: /tmp/gpu-bench.log). Models and JPEGs are
@@ -51,14 +51,14 @@ step() {
     dinov2) "${RUN[@]}" bench/extraction.py --model "random:dinov2:$DINOV2" "${IMAGES[@]}" --skip naive,nocache ;;
     llm) "${RUN[@]}" bench/text_extraction.py --device "$DEVICE" --dtype bf16 --repeats 3 "${TEXT[@]}" ;;
     sharelock) "${RUN[@]}" bench/sharelock_train.py --device "$DEVICE" --repeats 3 --full --budget "$BUDGET" "${SHARELOCK[@]}" ;;
-    sharelock-tf32) "${RUN[@]}" bench/sharelock_train.py --device "$DEVICE" --repeats 3 --tf32 --full --budget "$BUDGET" \
-                      "${SHARELOCK[@]}" ;;
-    *) echo "bench/gpu.sh: unknown step '$1' (vitb16 vitl14 workers dinov2 llm sharelock sharelock-tf32)"; return 2 ;;
+    sharelock-bf16) "${RUN[@]}" bench/sharelock_train.py --device "$DEVICE" --repeats 3 --precision bf16-mixed --full \
+                      --budget "$BUDGET" "${SHARELOCK[@]}" ;;
+    *) echo "bench/gpu.sh: unknown step '$1' (vitb16 vitl14 workers dinov2 llm sharelock sharelock-bf16)"; return 2 ;;
   esac
 }
 
 STEPS=("$@")
-[ ${#STEPS[@]} -gt 0 ] || STEPS=(vitb16 vitl14 workers dinov2 llm sharelock sharelock-tf32)
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(vitb16 vitl14 workers dinov2 llm sharelock sharelock-bf16)
 {
   echo "== bench/gpu.sh ${STEPS[*]}: $(date -u +%FT%TZ), git $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cpus," \
        "$("$PY" -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())')"

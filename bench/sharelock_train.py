@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/sharelock_train.py [--pairs 563000] [--vision-dim 1024] [--language-dim 4096]
                                               [--steps N] [--device auto] [--pool N] [--repeats R]
-                                              [--tf32] [--full [--budget SECONDS]] [--tiny]
+                                              [--precision 32-true|bf16-mixed|tf32] [--full [--budget SECONDS]] [--tiny]
 
 Paper scale (arXiv 2410.07173; official configs/default_config.yaml): 563k image-caption pairs,
 DINOv2-L/14 image features (1024-d), Llama-3-8B caption features (4096-d), the default head
@@ -27,10 +27,10 @@ alternates the two loops R times and reports medians (the ratio: median of per-r
 with the paper's config on all pairs (5000 steps, 50,000 validation pairs checked every 500
 micro-batches and at the end) with early stopping off, since on random features it would stop
 the run early. With ``--budget S`` it is skipped, with a line saying so, when the projection
-exceeds S seconds. ``--tf32`` lets float32 matrix products use TF32 on CUDA (the trainer itself
-runs in float32 with PyTorch's defaults, TF32 off). ``--tiny``: a 128-wide head, micro-batches
-of 64 accumulated 4 times, 512 validation pairs checked every 8 micro-batches, a 20-step
-schedule and small features, for testing on a CPU.
+exceeds S seconds. ``--precision`` sets ``ShareLockConfig.precision`` for both loops: the
+reference's ``32-true`` (float32, TF32 off), ``bf16-mixed`` (bf16 autocast) or ``tf32``.
+``--tiny``: a 128-wide head, micro-batches of 64 accumulated 4 times, 512 validation pairs
+checked every 8 micro-batches, a 20-step schedule and small features, for testing on a CPU.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ import time
 
 import torch
 
-from harness_sharelock.config import ShareLockConfig
+from harness_sharelock.config import PRECISIONS, ShareLockConfig
 from harness_sharelock.model import ShareLock, clip_loss
-from harness_sharelock.trainer import train, validation_loss
+from harness_sharelock.trainer import precision, train, validation_loss
 
 PAPER_PAIRS = 563_000
 #: --tiny: the head, schedule and data shrunk until a CPU runs everything in seconds.
@@ -71,7 +71,8 @@ def raw_loop(config: ShareLockConfig, vision: torch.Tensor, language: torch.Tens
     for _ in range(steps):
         for _ in range(config.accumulate_grad_batches):
             rows = torch.randint(len(vision), (config.batch_size,), device=device, generator=generator)
-            loss = clip_loss(*model(vision[rows], language[rows]), config.logit_scale)
+            with precision(config, device):
+                loss = clip_loss(*model(vision[rows], language[rows]), config.logit_scale)
             (loss / config.accumulate_grad_batches).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         optimizer.step()
@@ -102,7 +103,8 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--pool", type=int, default=None, help="rows allocated (default: all on CUDA, 32768 on CPU)")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of (trainer, raw) back to back; medians reported")
-    parser.add_argument("--tf32", action="store_true", help="allow TF32 matrix products on CUDA")
+    parser.add_argument("--precision", default="32-true", choices=PRECISIONS,
+                        help="ShareLockConfig.precision for trainer and raw loop (default: the reference's 32-true)")
     parser.add_argument("--full", action="store_true", help="then run and time the whole schedule once (all pairs)")
     parser.add_argument("--budget", type=float, default=None, help="with --full: skip it when projected above this (s)")
     parser.add_argument("--tiny", action="store_true", help="a tiny head, schedule and data (CPU testing)")
@@ -111,14 +113,12 @@ def main() -> int:
     pairs, vision_dim = args.pairs or sizes["pairs"], args.vision_dim or sizes["vision_dim"]
     language_dim = args.language_dim or sizes["language_dim"]
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    if args.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
     steps = args.steps or sizes["steps"] or (50 if device.startswith("cuda") else 1)
     pool = args.pool or (pairs if device.startswith("cuda") or args.full else min(pairs, 32_768))
-    schedule = ShareLockConfig(**TINY) if args.tiny else ShareLockConfig()
+    schedule = ShareLockConfig(**TINY, precision=args.precision) if args.tiny else ShareLockConfig(precision=args.precision)
     config = schedule.replace(max_steps=steps, val_split_num=0, lr_warmup_steps=min(schedule.lr_warmup_steps, steps))
-    print(f"device {device} ({torch.get_num_threads()} CPU threads), torch {torch.__version__}, TF32 matmul "
-          f"{torch.backends.cuda.matmul.allow_tf32}; "
+    print(f"device {device} ({torch.get_num_threads()} CPU threads), torch {torch.__version__}, precision "
+          f"{config.precision}; "
           f"{pairs:,} pairs ({pool:,} rows allocated), vision {vision_dim}-d, language {language_dim}-d; "
           f"head {config.language_num_layers} layers x {config.language_hidden_size}, micro-batch {config.batch_size} "
           f"x {config.accumulate_grad_batches} accumulated; timing {steps} optimizer step(s)", flush=True)

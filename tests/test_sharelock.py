@@ -53,7 +53,7 @@ def test_defaults_are_the_reference_values() -> None:
     assert c.logit_scale == pytest.approx(1 / 0.07, rel=1e-4) and c.log_logit_scale == 2.6592
     assert (c.learning_rate, c.weight_decay, c.lr_schedule, c.lr_warmup_steps, c.max_steps) == (1e-3, 1e-4, "cosine", 150, 5000)
     assert (c.batch_size, c.accumulate_grad_batches, c.max_grad_norm) == (1024, 16, 1.0)
-    assert (c.val_split_num, c.seed, c.normalize) == (50000, 42, True)
+    assert (c.val_split_num, c.seed, c.normalize, c.precision) == (50000, 42, True, "32-true")
     assert lightning.config_from(OFFICIAL, "official") == c  # the official YAML maps onto the defaults
 
 
@@ -66,6 +66,8 @@ def test_config_rejects_unknown_and_bad_values() -> None:
         ShareLockConfig.from_dict({"max_steps": 2.5})
     assert ShareLockConfig.from_dict({"learning_rate": "1e-3", "max_grad_norm": 1}).max_grad_norm == 1.0
     assert SMALL.replace(max_steps=7).max_steps == 7
+    with pytest.raises(UsageError, match="precision must be one of 32-true, bf16-mixed, tf32"):
+        ShareLockConfig(precision="fp8")
 
 
 # -- model ----------------------------------------------------------------------------------------
@@ -147,6 +149,15 @@ def test_training_is_seeded_and_learns() -> None:
     with torch.no_grad():
         image, text = a.model(torch.tensor(vision), torch.tensor(language))
     assert float(((image @ text.T).argmax(1) == torch.arange(len(image))).float().mean()) > 0.8
+
+
+def test_bf16_mixed_precision_trains_float32_weights_to_a_similar_head() -> None:
+    vision, language = _aligned()
+    config = SMALL.replace(max_steps=40, learning_rate=1e-2)
+    full, mixed = (train(config.replace(precision=p), vision, language, progress=False) for p in ("32-true", "bf16-mixed"))
+    assert all(v.dtype == torch.float32 for v in mixed.model.state_dict().values() if v.is_floating_point())
+    assert np.isfinite(mixed.final_train_loss) and mixed.final_train_loss == pytest.approx(full.final_train_loss, abs=0.3)
+    assert mixed.final_train_loss != full.final_train_loss  # the forward really ran in bf16
 
 
 def test_accumulation_steps_at_accumulation_and_epoch_ends() -> None:

@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 from harness.errors import UsageError
 
+PRECISIONS = ("32-true", "bf16-mixed", "tf32")
 #: The official ``misc.py::loss`` constant: logit scale = exp(2.6592) ~ 14.2857 ~ 1/0.07.
 LOG_LOGIT_SCALE = 2.6592
 
@@ -53,6 +54,9 @@ class ShareLockConfig:
     early_stopping_patience: int = 50
     early_stopping_min_delta: float = 0.1
     seed: int = 42
+    #: Lightning's names: ``32-true`` (the reference), ``bf16-mixed`` (forward and loss under bf16
+    #: autocast, float32 weights and optimizer), or ``tf32`` (float32 with TF32 matrix products on CUDA).
+    precision: str = "32-true"
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be >= {low}, got {getattr(self, name)}" for name, low in (
@@ -64,6 +68,8 @@ class ShareLockConfig:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
         if self.lr_schedule not in ("cosine", "constant"):
             problems.append(f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.learning_rate <= 0 or self.weight_decay < 0 or self.max_grad_norm <= 0:
             problems.append("learning_rate and max_grad_norm must be > 0, weight_decay >= 0")
         if problems:

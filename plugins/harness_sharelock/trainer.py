@@ -17,6 +17,8 @@ What the official PyTorch Lightning trainer does, without Lightning:
 - without validation pairs (``val_split_num: 0``) the final weights are kept.
 
 All features are moved to the device once and stay there; nothing is copied per batch.
+``precision`` (Lightning's ``32-true`` by default, as the reference) may be ``bf16-mixed`` or
+``tf32`` for speed on a GPU.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import copy
 import random
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -83,6 +86,19 @@ def _schedule(optimizer: torch.optim.Optimizer, config: ShareLockConfig) -> Any:
                                            num_training_steps=config.max_steps)
 
 
+@contextmanager
+def precision(config: ShareLockConfig, device: str) -> Iterator[None]:
+    """``config.precision`` for the forward passes and losses inside (see :class:`ShareLockConfig`)."""
+    kind = device.split(":")[0]
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32 or (config.precision == "tf32" and kind == "cuda")
+    try:
+        with torch.autocast(kind, dtype=torch.bfloat16, enabled=config.precision == "bf16-mixed"):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
 @torch.no_grad()
 def validation_loss(model: ShareLock, vision: torch.Tensor, language: torch.Tensor, rows: torch.Tensor,
                     config: ShareLockConfig) -> float:
@@ -90,7 +106,8 @@ def validation_loss(model: ShareLock, vision: torch.Tensor, language: torch.Tens
     was_training = model.training
     model.eval()
     chunks = [rows[i:i + config.batch_size] for i in range(0, len(rows), config.batch_size)]
-    losses = [clip_loss(*model(vision[chunk], language[chunk]), config.logit_scale) for chunk in chunks]
+    with precision(config, str(vision.device)):
+        losses = [clip_loss(*model(vision[chunk], language[chunk]), config.logit_scale).float() for chunk in chunks]
     model.train(was_training)
     return float(torch.stack(losses).mean())
 
@@ -144,7 +161,8 @@ class _Run:
     def micro_step(self, vision: torch.Tensor, language: torch.Tensor, end_of_epoch: bool) -> bool:
         """Forward/backward one micro-batch; step the optimizer when due. True when a step was taken."""
         config = self.config
-        loss = clip_loss(*self.model(vision, language), config.logit_scale)
+        with precision(config, str(vision.device)):
+            loss = clip_loss(*self.model(vision, language), config.logit_scale)
         (loss / config.accumulate_grad_batches).backward()
         self.micro, self.pending, self.last_loss = self.micro + 1, self.pending + 1, float(loss.detach())
         if self.pending < config.accumulate_grad_batches and not end_of_epoch:
