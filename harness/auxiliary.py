@@ -38,7 +38,7 @@ def load_encoder(name: str, options: LoadOptions, registries: Registries,
     spec, plugin = registries.resolve_encoder(name)
     if needs is not None and needs not in spec.modalities:
         raise IncompatibleError(f"encoder {name!r} has modalities {sorted(spec.modalities)}; it must embed {needs}")
-    cached = (spec.name, options.device, options.dtype, options.seed)
+    cached = (repr(spec), options.device, options.dtype, options.seed)  # the whole spec: -p may change it
     if cached not in _LOADED:
         try:
             _LOADED[cached] = load_object(spec.factory)(spec, replace(options, registries=registries))
