@@ -65,17 +65,16 @@ def _main(doc: dict[str, Any]) -> dict[str, Any]:
 def format_cell(docs: list[dict[str, Any]]) -> str:
     """One seed: main score with its 95% interval; several: mean ± sample standard deviation over
     seeds and their number. Fractions as percentages; partial runs marked."""
-    metric = _main(docs[0])
-    scale = 100 if metric["unit"] == "fraction" else 1
+    defined = [_main(d) for d in docs if _main(d)["value"] is not None]
+    values = [metric["value"] for metric in defined]
+    scale = 100 if _main(docs[0])["unit"] == "fraction" else 1
     number = (lambda x: f"{scale * x:.1f}") if scale == 100 else (lambda x: f"{x:.4g}")
-    values = [_main(d)["value"] for d in docs if _main(d)["value"] is not None]
     if not values:
         text = "n/a"
-    elif len(docs) > 1:
-        text = f"{number(statistics.fmean(values))} ± {number(statistics.stdev(values) if len(values) > 1 else 0.0)} " \
-               f"({len(values)} seeds)"
+    elif len(values) > 1:
+        text = f"{number(statistics.fmean(values))} ± {number(statistics.stdev(values))} ({len(values)} seeds)"
     else:
-        ci = metric["ci95"]
+        ci = defined[0]["ci95"]
         text = number(values[0]) + (f" [{number(ci[0])}, {number(ci[1])}]" if ci else "")
     return text + (f" {PARTIAL_MARK}" if any(d["n_samples"]["partial"] for d in docs) else "")
 
