@@ -107,7 +107,7 @@ def build_parser(pm=None) -> argparse.ArgumentParser:  # noqa: ANN001 - PluginMa
 
 
 def cmd_run(args: argparse.Namespace, registries: Registries) -> int:
-    from .runner import RunConfig, plan, run
+    from .runner import RunConfig, run_models
 
     if len(set(args.models)) < len(args.models):
         raise UsageError(f"run: --model given twice: {sorted({m for m in args.models if args.models.count(m) > 1})}")
@@ -118,12 +118,8 @@ def cmd_run(args: argparse.Namespace, registries: Registries) -> int:
         cache=args.cache, cache_dir=args.cache_dir, num_workers=args.num_workers, shard_size=args.shard_size,
         check_determinism=args.check_determinism,
     )
-    configs = [replace(config, model=model) for model in args.models]
-    for each in configs:
-        plan(each, registries)
-    for each in configs:
-        for path in run(each, registries):
-            print(path)
+    for path in run_models([replace(config, model=model) for model in args.models], registries):
+        print(path)
     return 0
 
 

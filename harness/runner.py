@@ -119,30 +119,40 @@ class Engine:
 
 def run(config: RunConfig, registries: Registries) -> list[Path]:
     """Evaluate ``config.model`` on every task; return the paths written (none on ranks other than 0)."""
-    the_plan = plan(config, registries)
-    device = resolve_device(config.device)
+    return run_models([config], registries)
+
+
+def run_models(configs: list[RunConfig], registries: Registries) -> list[Path]:
+    """:func:`run` for each config in turn (e.g. one per ``--model``), every one planned and checked
+    before any model loads; under torchrun the process group is joined once for all of them."""
+    plans = [plan(config, registries) for config in configs]
+    device = resolve_device(configs[0].device)
     group = ProcessGroup.from_env(device)
     try:
-        device = group.device(device)
-        if group.main:
-            registries.pm.hook.harness_run_started(run=config)
-        start = time.perf_counter()
-        encoder = _load_encoder(the_plan.encoder, options(config, device, registries))
-        load_s = time.perf_counter() - start
-        channels_last = use_channels_last(encoder, device)
-        written = []
-        for spec, kind, task_plugin in the_plan.tasks:
-            doc = evaluate_task(config, the_plan, registries, encoder, device, (spec, kind, task_plugin), load_s,
-                                group, channels_last)
-            if doc is None:
-                continue
-            validate_result(doc, f"result of {spec.name}")
-            registries.pm.hook.harness_task_finished(run=config, result=doc)
-            for writer in config.writers:
-                written.append(load_object(registries.writers.get(writer).factory)(doc, config.output_dir))
-        return written
+        return [path for config, the_plan in zip(configs, plans)
+                for path in _run_one(config, the_plan, registries, group.device(device), group)]
     finally:
         group.close()
+
+
+def _run_one(config: RunConfig, the_plan: Plan, registries: Registries, device: str, group: ProcessGroup) -> list[Path]:
+    if group.main:
+        registries.pm.hook.harness_run_started(run=config)
+    start = time.perf_counter()
+    encoder = _load_encoder(the_plan.encoder, options(config, device, registries))
+    load_s = time.perf_counter() - start
+    channels_last = use_channels_last(encoder, device)
+    written = []
+    for spec, kind, task_plugin in the_plan.tasks:
+        doc = evaluate_task(config, the_plan, registries, encoder, device, (spec, kind, task_plugin), load_s,
+                            group, channels_last)
+        if doc is None:
+            continue
+        validate_result(doc, f"result of {spec.name}")
+        registries.pm.hook.harness_task_finished(run=config, result=doc)
+        for writer in config.writers:
+            written.append(load_object(registries.writers.get(writer).factory)(doc, config.output_dir))
+    return written
 
 
 def options(config: RunConfig, device: str, registries: Registries) -> LoadOptions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,21 @@ def test_two_gloo_ranks_equal_one_process(tiny_openclip: dict, image_folder: Pat
         np.testing.assert_array_equal(two[key], one[key])
     ranks = {entry["rank"] for fset in FeatureStore.default(tmp_path / "cache2").sets() for entry in fset.entries()}
     assert ranks == {0, 1}  # both ranks extracted (and wrote) their share
+
+
+def test_several_models_share_one_process_group(tmp_path: Path) -> None:
+    """``--model A --model B`` under torchrun: the group is joined once, both results written."""
+    models = ["torchvision:mobilenet_v3_small/random", "torchvision:resnet18/random"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m", "harness",
+         "run", "--quiet", "--model", models[0], "--model", models[1],
+         "--task", str(probe_task(tmp_path / "tasks", train=12, test=8)),
+         "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "out")],
+        env={**os.environ, "OMP_NUM_THREADS": "1", "HARNESS_DIST_TIMEOUT_S": "120"},
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    docs = [read_result(Path(p)) for p in proc.stdout.split()]
+    assert [d["model"]["name"] for d in docs] == models and all(d["execution"]["world_size"] == 2 for d in docs)
 
 
 @pytest.mark.parametrize("world", ["1"])
