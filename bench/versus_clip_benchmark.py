@@ -1,7 +1,7 @@
 """Benchmark: harness's zero-shot classification against LAION CLIP_benchmark, side by side in one
 process, on the same open_clip model and the same images, class names and templates.
 
-    .venv/bin/python bench/clip_benchmark.py [--arch ViT-B-32] [--n 500] [--size 64] [--batch-size 32]
+    .venv/bin/python bench/versus_clip_benchmark.py [--arch ViT-B-32] [--n 500] [--size 64] [--batch-size 32]
         [--repeats 3] [--num-workers auto] [--task tasks/scenes_shapes_zeroshot.yaml]
 
 Needs ``clip-benchmark==1.6.2`` (the ``bench`` extra; the script says how to install it and exits 2
@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import math
 import os
 import statistics
@@ -65,8 +64,6 @@ ROOT = HERE.parent
 #: the ``bench`` extra's pin, installed alone (``-e '.[bench]'`` also works but rebuilds harness,
 #: which leaves a plugins/harness.egg-info behind)
 INSTALL = "VIRTUAL_ENV=$PWD/.venv .venv/bin/uv pip install -c constraints-cpu.txt clip-benchmark==1.6.2"
-# this file is named like the package it benchmarks: keep its folder off the import path
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 from harness.torchcompat import ensure_torchvision  # noqa: E402
 
@@ -110,9 +107,7 @@ def accuracy(output: torch.Tensor, target: torch.Tensor, topk: tuple[int, ...] =
 
 cb.accuracy = accuracy  # what evaluate() calls
 
-_spec = importlib.util.spec_from_file_location("bench_extraction", HERE / "extraction.py")
-extraction = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(extraction)
+from extraction import random_weights  # noqa: E402  (bench/extraction.py: this script's folder)
 
 
 class Rows(torch.utils.data.Dataset):
@@ -157,7 +152,7 @@ def main() -> int:
     image, label = spec.columns["image"], spec.columns["label"]
     workers = auto_workers(len(split), device) if args.num_workers == "auto" else int(args.num_workers)
 
-    name = extraction.random_weights(f"random:openclip:{args.arch}")
+    name = random_weights(f"random:openclip:{args.arch}")
     encoder_spec, _ = registries.resolve_encoder(name)
     encoder = load_object(encoder_spec.factory)(encoder_spec, LoadOptions(device=device))
     kind = load_object(registries.task_kinds.get(spec.kind).factory)()
