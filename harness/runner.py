@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import harness
 
@@ -119,18 +119,19 @@ class Engine:
 
 def run(config: RunConfig, registries: Registries) -> list[Path]:
     """Evaluate ``config.model`` on every task; return the paths written (none on ranks other than 0)."""
-    return run_models([config], registries)
+    return list(run_models([config], registries))
 
 
-def run_models(configs: list[RunConfig], registries: Registries) -> list[Path]:
-    """:func:`run` for each config in turn (e.g. one per ``--model``), every one planned and checked
-    before any model loads; under torchrun the process group is joined once for all of them."""
+def run_models(configs: list[RunConfig], registries: Registries) -> Iterator[Path]:
+    """:func:`run` for each config in turn (e.g. one per ``--model``), yielding paths as they are
+    written; every config is planned and checked before any model loads, and under torchrun the
+    process group is joined once for all of them."""
     plans = [plan(config, registries) for config in configs]
     device = resolve_device(configs[0].device)
     group = ProcessGroup.from_env(device)
     try:
-        return [path for config, the_plan in zip(configs, plans)
-                for path in _run_one(config, the_plan, registries, group.device(device), group)]
+        for config, the_plan in zip(configs, plans):
+            yield from _run_one(config, the_plan, registries, group.device(device), group)
     finally:
         group.close()
 
