@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from .errors import HarnessError, IncompatibleError, ModelLoadError
-from .specs import load_object
+from .encoder import build_encoder
+from .errors import IncompatibleError
 
 if TYPE_CHECKING:
     from .encoder import LoadOptions
@@ -40,13 +40,7 @@ def load_encoder(name: str, options: LoadOptions, registries: Registries,
         raise IncompatibleError(f"encoder {name!r} has modalities {sorted(spec.modalities)}; it must embed {needs}")
     cached = (repr(spec), options.device, options.dtype, options.seed)  # the whole spec: -p may change it
     if cached not in _LOADED:
-        try:
-            _LOADED[cached] = load_object(spec.factory)(spec, replace(options, registries=registries))
-        except HarnessError:
-            raise
-        except (OSError, RuntimeError, ValueError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ModelLoadError(f"cannot load encoder {name!r}: {first}") from None
+        _LOADED[cached] = build_encoder(spec, replace(options, registries=registries))
     encoder = _LOADED[cached]
     return encoder, encoder_key(spec.name, plugin, registries, encoder), plugin
 

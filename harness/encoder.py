@@ -6,9 +6,15 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
+from .errors import IncompatibleError, ModelLoadError
+from .hub import first_line
+from .specs import load_object
+
 if TYPE_CHECKING:
     import PIL.Image
     import torch
+
+    from .specs import EncoderSpec
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,16 @@ class Encoder(Protocol):
         ...
 
 
+def build_encoder(spec: EncoderSpec, options: LoadOptions) -> Any:
+    """The encoder ``spec`` names, made by its factory; what a factory raises for missing, corrupt
+    or unreachable weights (OSError, RuntimeError, ValueError) becomes a one-line ModelLoadError."""
+    factory = load_object(spec.factory)
+    try:
+        return factory(spec, options)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load model {spec.name!r}: {first_line(exc)}") from None
+
+
 def state_fingerprint(module: Any) -> str:
     """sha256 over a module's state dict (names, dtypes, shapes and bytes), in key order."""
     import torch
@@ -63,3 +79,11 @@ def state_fingerprint(module: Any) -> str:
 def n_parameters(module: Any) -> int:
     """Number of parameters of a torch module."""
     return int(sum(p.numel() for p in module.parameters()))
+
+
+def layer_index(layer: int, count: int, what: str) -> int:
+    """``layer`` (negative from the end) as an index into ``count`` hidden states or stages, for
+    ``encode_image_tokens``; out of range is a one-line IncompatibleError starting with ``what``."""
+    if not -count <= layer < count:
+        raise IncompatibleError(f"{what}: layer must be None or in {-count}..{count - 1}, got {layer}")
+    return layer % count

@@ -15,8 +15,8 @@ import harness
 
 from .auxiliary import Auxiliary, encoder_key
 from .dataset import Split, load_dataset, subset_indices
-from .encoder import LoadOptions
-from .errors import IncompatibleError, ModelLoadError
+from .encoder import LoadOptions, build_encoder
+from .errors import IncompatibleError
 from .features import DEFAULT_SHARD_SIZE, Features
 from .featurestore import FeatureStore
 from .hardware import numerics, peak_memory, reset_peak_memory, resolve_device, use_channels_last
@@ -97,15 +97,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _load_encoder(spec: EncoderSpec, options: LoadOptions) -> Any:
-    factory = load_object(spec.factory)
-    try:
-        return factory(spec, options)
-    except (OSError, ConnectionError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"cannot load model {spec.name!r}: {first}") from None
-
-
 @dataclass(frozen=True)
 class Engine:
     """What every task of a run shares: the loaded encoder and where and how it runs."""
@@ -140,7 +131,7 @@ def _run_one(config: RunConfig, the_plan: Plan, registries: Registries, device: 
     if group.main:
         registries.pm.hook.harness_run_started(run=config)
     start = time.perf_counter()
-    encoder = _load_encoder(the_plan.encoder, options(config, device, registries))
+    encoder = build_encoder(the_plan.encoder, options(config, device, registries))
     load_s = time.perf_counter() - start
     channels_last = use_channels_last(encoder, device)
     written = []

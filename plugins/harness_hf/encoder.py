@@ -36,7 +36,7 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Any, Sequence
 
-from harness.encoder import LoadOptions, n_parameters, state_fingerprint
+from harness.encoder import LoadOptions, layer_index, n_parameters, state_fingerprint
 from harness.errors import IncompatibleError, ModelLoadError
 from harness.hub import cached_commit, first_line, hub_failure
 from harness.specs import EncoderSpec
@@ -88,10 +88,8 @@ class HfEncoder:
             hidden = outputs.last_hidden_state
         else:
             count = len(outputs.hidden_states)
-            if not -count <= layer < count:
-                raise IncompatibleError(f"{self.model_type!r} has {count} hidden states (0 is the embeddings): "
-                                        f"layer must be None or in {-count}..{count - 1}, got {layer}")
-            hidden = outputs.hidden_states[layer]
+            hidden = outputs.hidden_states[layer_index(layer, count, f"{self.model_type!r} has {count} hidden "
+                                                                      "states (0 is the embeddings)")]
         return hidden.flatten(2).transpose(1, 2) if hidden.ndim == 4 else hidden
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 
 from harness.encoder import LoadOptions, n_parameters, state_fingerprint
 from harness.errors import IncompatibleError, ModelLoadError
+from harness.hub import first_line
 from harness.specs import EncoderSpec
 from harness.torchcompat import ensure_torchvision
 
@@ -259,6 +260,5 @@ def load(spec: EncoderSpec, options: LoadOptions) -> LanguageModelEncoder:
     except ModelLoadError:
         raise
     except Exception as exc:  # OSError (missing/offline), ValueError (unknown type), corrupt weights
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         offline = " (not in the local Hugging Face cache, or the hub is unreachable)" if hub and isinstance(exc, OSError) else ""
-        raise ModelLoadError(f"cannot load model {spec.name!r}: {type(exc).__name__}: {first}{offline}") from None
+        raise ModelLoadError(f"cannot load model {spec.name!r}: {type(exc).__name__}: {first_line(exc)}{offline}") from None

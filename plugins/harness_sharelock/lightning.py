@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ModelLoadError
+from harness.hub import first_line
 
 from .config import ShareLockConfig
 
@@ -83,7 +84,7 @@ def read(path: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     except FileNotFoundError:
         raise ModelLoadError(f"{path}: no such checkpoint file") from None
     except Exception as exc:  # UnpicklingError (a disallowed global), corrupt zip, ...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         detail = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), first)
         raise ModelLoadError(f"{path}: cannot read safely as a Lightning checkpoint: {detail}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("state_dict"), dict):

@@ -116,7 +116,7 @@ class ViTeRB:
         images, captions = _training_pairs(ctx, params, split, vision)
         config = ShareLockConfig.from_dict({**params.get("sharelock", {}), "seed": ctx.seed},
                                            where=f"{ctx.spec.file}: params.sharelock")
-        result = train(config, images, captions, device=device, progress=getattr(ctx.features, "progress", False))
+        result = train(config, images, captions, device=device, progress=ctx.features.progress)
         log.info("%s: head trained on %d pairs (%d validation), %d steps in %.1f s", ctx.where, result.n_train,
                  result.n_val, result.steps, result.seconds)
         evaluated = getattr(ctx, "split", None) or ctx.data  # the evaluated rows, with their store identity

