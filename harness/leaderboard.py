@@ -46,8 +46,8 @@ class Column:
         return f"{self.task} v{self.version}<br>{self.metric}"
 
 
-def _cells(results: list[dict[str, Any]]) -> dict[tuple[str, Column], list[dict[str, Any]]]:
-    """(model, column) -> the latest result of each seed, in seed order."""
+def latest_per_seed(results: list[dict[str, Any]]) -> dict[tuple[str, Column], list[dict[str, Any]]]:
+    """(model, column) -> the latest result of each seed, in seed order (a rerun replaces, never adds)."""
     latest: dict[tuple[str, Column, int], dict[str, Any]] = {}
     for doc in sorted(results, key=lambda d: (d["created_at"], d["task"]["spec_sha256"])):
         column = Column(doc["task"]["name"], doc["task"]["version"], doc["main_score"]["name"])
@@ -91,7 +91,7 @@ def _rank_key(model: str, cells: list[list[dict[str, Any]]]) -> tuple[float, str
 
 def render(results: list[dict[str, Any]]) -> str:
     """Markdown: a row per model (best mean main score first), a column per task."""
-    cells = _cells(results)
+    cells = latest_per_seed(results)
     columns = sorted({column for _, column in cells}, key=lambda c: (c.task, c.version, c.metric))
     models = sorted({model for model, _ in cells},
                     key=lambda m: _rank_key(m, [cells[(m, c)] for c in columns if (m, c) in cells]))

@@ -125,6 +125,8 @@ def test_viterb_one_result_per_language_model(tmp_path: Path, capsys: pytest.Cap
     assert main(["viterb-report", str(tmp_path / "results")]) == 0
     printed = capsys.readouterr().out
     assert "viterb_tiny" in printed and "hashbow:32" in printed and "generalises better to unseen classes" in printed
+    assert main(["viterb-report", str(tmp_path / "results"), str(tmp_path / "results")]) == 0  # not two seeds
+    assert capsys.readouterr().out == printed
 
 
 def test_an_unknown_second_model_fails_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

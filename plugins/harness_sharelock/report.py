@@ -1,10 +1,11 @@
 """``harness viterb-report RESULTS_DIR ...``: which language model generalises better, over seeds.
 
 Reads every result file under the given folders (validated, as the leaderboard does), keeps
-those of ``viterb`` tasks, groups them by task and model, and prints per model the number of
-seeds and the mean and sample standard deviation of unseen- and seen-class accuracy, best
-first, then one line naming the model that generalises best. Several seeds of one model are
-several result files (e.g. ``results/seed0``, ``results/seed1``: ``--output-dir`` per seed).
+those of ``viterb`` tasks, the latest of each seed, groups them by task and model, and prints
+per model the number of seeds and the mean and sample standard deviation of unseen- and
+seen-class accuracy, best first, then one line naming the model that generalises best. The
+seeds of one model are its result files ``<task>.json`` and ``<task>.seed-N.json``
+(``--seed N``), in one folder or several.
 """
 
 from __future__ import annotations
@@ -28,17 +29,20 @@ def add_command(subparsers: Any, parents: list[Any]) -> None:
 
 
 def collect(folders: list[Path], task: str | None) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """task -> model -> result documents of ``viterb`` tasks."""
+    """task -> model -> result documents of ``viterb`` tasks, the latest of each seed (as the
+    leaderboard counts them: a folder given twice, or a rerun, does not add seeds)."""
+    from harness.leaderboard import latest_per_seed
     from harness.result import read_result
 
-    found: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    docs = []
     for folder in folders:
         if not folder.is_dir():
             raise UsageError(f"{folder}: no such folder")
-        for path in sorted(folder.rglob("*.json")):
-            doc = read_result(path)
-            if doc["task"]["kind"] == "viterb" and task in (None, doc["task"]["name"]):
-                found.setdefault(doc["task"]["name"], {}).setdefault(doc["model"]["name"], []).append(doc)
+        docs += [read_result(path) for path in sorted(folder.rglob("*.json"))]
+    viterb = [d for d in docs if d["task"]["kind"] == "viterb" and task in (None, d["task"]["name"])]
+    found: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for (model, column), seeds in latest_per_seed(viterb).items():
+        found.setdefault(column.task, {}).setdefault(model, []).extend(seeds)
     return found
 
 
