@@ -62,6 +62,20 @@ def build_encoder(spec: EncoderSpec, options: LoadOptions) -> Any:
         raise ModelLoadError(f"cannot load model {spec.name!r}: {first_line(exc)}") from None
 
 
+def load_state_strict(module: Any, state: dict[str, Any], where: str, fits: str) -> None:
+    """``module.load_state_dict(state, strict=True)``, a mismatch summarised on one line:
+    ``{where}: state dict does not fit {fits}: missing N (e.g. 'key'); unexpected ...; wrong shape ...``."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        parts = [f"{label} {len(keys)} (e.g. {keys[0]!r})" for label, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+        raise ModelLoadError(f"{where}: state dict does not fit {fits}: {'; '.join(parts)}")
+    module.load_state_dict(state, strict=True)
+
+
 def state_fingerprint(module: Any) -> str:
     """sha256 over a module's state dict (names, dtypes, shapes and bytes), in key order."""
     import torch

@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.encoder import load_state_strict
 from harness.errors import ModelLoadError
 
 from .config import ShareLockConfig
@@ -92,18 +93,5 @@ def load(directory: Path) -> tuple[Any, dict[str, Any]]:
         state = load_file(str(Path(directory) / WEIGHTS), device="cpu")
     except Exception as exc:  # missing or corrupt file
         raise ModelLoadError(f"{directory}/{WEIGHTS}: cannot read weights: {type(exc).__name__}: {exc}") from None
-    load_strict(model, state, str(Path(directory) / WEIGHTS))
+    load_state_strict(model, state, str(Path(directory) / WEIGHTS), "the ShareLock config")
     return model.eval(), doc
-
-
-def load_strict(model: Any, state: dict[str, Any], where: str) -> None:
-    """``load_state_dict(strict=True)`` with any mismatch summarised on one line."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        parts = [f"{label} {len(keys)} (e.g. {keys[0]!r})" for label, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
-        raise ModelLoadError(f"{where}: weights do not fit the ShareLock config: {'; '.join(parts)}")
-    model.load_state_dict(state, strict=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.encoder import load_state_strict
 from harness.errors import ModelLoadError
 from harness.hub import first_line
 
@@ -130,7 +131,6 @@ def _dims(state: dict[str, Any], config: ShareLockConfig) -> tuple[int, int]:
 
 def load(path: Path) -> tuple[Any, dict[str, Any]]:
     """(ShareLock in eval mode, meta) from an official (or exported) Lightning checkpoint."""
-    from .checkpoint import load_strict
     from .model import ShareLock
 
     state, hparams, exported = read(path)
@@ -140,7 +140,7 @@ def load(path: Path) -> tuple[Any, dict[str, Any]]:
     except ModelLoadError as exc:
         raise ModelLoadError(f"{path}: {exc}") from None
     model = ShareLock(config, vision_dim, language_dim)
-    load_strict(model, state, str(path))
+    load_state_strict(model, state, str(path), "the ShareLock config")
     if exported:
         return model.eval(), exported
     towers = hparams.get("model") or {}

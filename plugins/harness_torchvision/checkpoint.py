@@ -103,16 +103,3 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except Exception as exc:  # torch and safetensors raise many types on corrupt files
         raise ModelLoadError(f"cannot read state dict {path}: {type(exc).__name__}: {first_line(exc)}") from None
     return _unwrap(state, str(path))
-
-
-def load_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """``load_state_dict(strict=True)`` with the mismatch summarised on one line."""
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or wrong:
-        parts = [f"{label} {len(keys)} (e.g. {keys[0]!r})" for label, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
-        raise ModelLoadError(f"{where}: state dict does not fit the architecture: {'; '.join(parts)}")
-    module.load_state_dict(state, strict=True)

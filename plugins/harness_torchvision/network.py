@@ -25,7 +25,7 @@ import difflib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.encoder import LoadOptions, layer_index, n_parameters, state_fingerprint
+from harness.encoder import LoadOptions, layer_index, load_state_strict, n_parameters, state_fingerprint
 from harness.errors import IncompatibleError, ModelLoadError
 from harness.hub import first_line
 from harness.specs import EncoderSpec
@@ -181,13 +181,13 @@ def _build(args: Mapping[str, Any], seed: int) -> tuple[torch.nn.Module, Any, st
         weights = checkpoint.weights_enum(arch, args["weights"])
         network = builder(weights=None)
         path = checkpoint.bundled_path()
-        checkpoint.load_strict(network, checkpoint.read_state_dict(path), str(path))
+        load_state_strict(network, checkpoint.read_state_dict(path), str(path), "the architecture")
         return network, weights.transforms(), f"{weights.name}:{checkpoint.BUNDLED_FILE}", weights.meta.get("categories")
     if source == "file":
         path = Path(args["path"])
         state = checkpoint.read_state_dict(path)
         network = builder(weights=None)
-        checkpoint.load_strict(network, state, str(path))
+        load_state_strict(network, state, str(path), "the architecture")
         return network, standard_transform(), f"sha256:{checkpoint.file_sha256(path)}", None
     if source == "random":
         with torch.random.fork_rng(devices=[]):
