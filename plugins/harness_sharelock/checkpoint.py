@@ -18,11 +18,10 @@ Both files are written to temporary names and renamed, weights first, so a folde
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from harness.atomicfile import write_bytes_atomic, write_text_atomic
 from harness.encoder import load_state_strict
 from harness.errors import ModelLoadError
 
@@ -35,20 +34,9 @@ META = "sharelock.json"
 TRANSFORMS = ("encoder", "sharelock")
 
 
-def _write_atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(directory: Path, model: Any, meta: dict[str, Any]) -> Path:
     """Write ``model`` (a ShareLock) and ``meta`` (vision, language, pairs, training, ...) to ``directory``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -58,9 +46,8 @@ def save(directory: Path, model: Any, meta: dict[str, Any]) -> Path:
            "transform": "encoder", **meta}
     if doc["transform"] not in TRANSFORMS:
         raise ValueError(f"transform must be one of {TRANSFORMS}, got {doc['transform']!r}")
-    _write_atomic(directory / WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"format": FORMAT}))
-    text = json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"
-    _write_atomic(directory / META, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_bytes_atomic(directory / WEIGHTS, save(state, metadata={"format": FORMAT}))
+    write_text_atomic(directory / META, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
     return directory
 
 

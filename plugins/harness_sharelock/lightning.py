@@ -17,9 +17,11 @@ and so applies training augmentation at inference; harness does not.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
+from harness.atomicfile import write_bytes_atomic
 from harness.encoder import load_state_strict
 from harness.errors import ModelLoadError
 from harness.hub import first_line
@@ -172,6 +174,7 @@ def write(path: Path, model: Any, meta: dict[str, Any], global_step: int = 0) ->
         "logging": {"val_check_interval": c.val_check_interval},
     }
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()
     torch.save({"epoch": 0, "global_step": global_step, "pytorch-lightning_version": "2.4.0",
-                "state_dict": state, "hyper_parameters": hparams, "harness": meta}, str(path))
-    return Path(path)
+                "state_dict": state, "hyper_parameters": hparams, "harness": meta}, buffer)
+    return write_bytes_atomic(Path(path), buffer.getvalue())
