@@ -64,13 +64,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from harness.dataset import Split  # noqa: E402
-from harness.encoder import LoadOptions  # noqa: E402
+from harness.execution import ExecutionConfig, cache_root  # noqa: E402
 from harness.features import Features  # noqa: E402
-from harness.featurestore import FeatureStore, cache_root  # noqa: E402
+from harness.featurestore import FeatureStore  # noqa: E402
 from harness.hardware import attention_kernel, use_channels_last  # noqa: E402
 from harness.imageloader import auto_workers  # noqa: E402
 from harness.pluginmanager import get_plugin_manager  # noqa: E402
 from harness.registry import collect  # noqa: E402
+from harness.models import LoadContext, build_model  # noqa: E402
 from harness.specs import load_object  # noqa: E402
 
 
@@ -162,8 +163,8 @@ def load(args: argparse.Namespace) -> tuple[object, Split]:
     """The encoder on ``args.device``, and the images: ``--data DIR`` (an image folder) or the scenes."""
     registries = collect(get_plugin_manager(PLUGINS))
     name = random_weights(args.model) if args.model.startswith("random:") else args.model
-    spec, _ = registries.resolve_encoder(name)
-    encoder = load_object(spec.factory)(spec, LoadOptions(device=args.device, dtype=args.dtype))
+    spec, _ = registries.resolve_model(name)
+    encoder = build_model(spec, LoadContext(ExecutionConfig(device=args.device, dtype=args.dtype)))
     if args.data:
         import datasets
 
@@ -241,8 +242,8 @@ def whole_runs(args: argparse.Namespace, cache: Path) -> tuple[dict, dict]:
     registries = collect(get_plugin_manager(PLUGINS))
     docs = []
     for attempt in ("cold", "warm"):
-        config = RunConfig(model=args.model, tasks=(str(task),), device=args.device, dtype=args.dtype,
-                           batch_size=args.batch_size, output_dir=cache / attempt, cache_dir=cache)
+        execution = ExecutionConfig(device=args.device, dtype=args.dtype, batch_size=args.batch_size, cache_dir=cache)
+        config = RunConfig(model=args.model, tasks=(str(task),), execution=execution, output_dir=cache / attempt)
         [path] = run(config, registries)
         docs.append(json.loads(Path(path).read_text()))
     return docs[0], docs[1]

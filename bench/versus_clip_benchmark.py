@@ -83,15 +83,16 @@ import torch  # noqa: E402
 from sklearn.metrics import balanced_accuracy_score  # noqa: E402
 
 from harness.dataset import load_dataset  # noqa: E402
-from harness.encoder import LoadOptions  # noqa: E402
+from harness.execution import ExecutionConfig  # noqa: E402
 from harness.features import Features  # noqa: E402
 from harness.featurestore import FeatureStore  # noqa: E402
 from harness.imageloader import auto_workers  # noqa: E402
 from harness.pluginmanager import get_plugin_manager  # noqa: E402
 from harness.registry import collect  # noqa: E402
 from harness.scoring import score  # noqa: E402
+from harness.models import LoadContext, build_model  # noqa: E402
 from harness.specs import load_object  # noqa: E402
-from harness.taskkind import TaskContext, class_names  # noqa: E402
+from harness.taskkind import Compute, TaskContext  # noqa: E402
 from harness.taskspec import load_task_spec  # noqa: E402
 
 
@@ -153,18 +154,18 @@ def main() -> int:
     workers = auto_workers(len(split), device) if args.num_workers == "auto" else int(args.num_workers)
 
     name = random_weights(f"random:openclip:{args.arch}")
-    encoder_spec, _ = registries.resolve_encoder(name)
-    encoder = load_object(encoder_spec.factory)(encoder_spec, LoadOptions(device=device))
+    encoder_spec, _ = registries.resolve_model(name)
+    encoder = build_model(encoder_spec, LoadContext(ExecutionConfig(device=device)))
     kind = load_object(registries.task_kinds.get(spec.kind).factory)()
 
     def context(store: FeatureStore | None) -> TaskContext:
         features = Features(encoder, device=device, batch_size=args.batch_size, num_workers=workers, store=store,
                             encoder_key={"name": name, "fingerprint": "bench"})
-        return TaskContext(spec=spec, data=split.data, split=split, features=features, seed=0,
-                           where=f"task {spec.name}", load_split=lambda s: None)
+        return TaskContext(name=spec.name, params=spec.params, columns=spec.columns, seed=0,
+                           compute=Compute(device), split=spec.dataset.split, _evaluated=split, _load_split=lambda s: split, _features=features)
 
-    classes = class_names(context(None))
-    templates = list(spec.prompts["templates"])
+    classes = context(None).class_names()
+    templates = list(spec.params["templates"])
     model, transform, tokenizer = load_clip("open_clip", args.arch, encoder_spec.args["pretrained"], None, device)
     model.eval()
     loader = torch.utils.data.DataLoader(Rows(split.data, image, label, transform, classes),
@@ -192,7 +193,7 @@ def main() -> int:
     acc1, acc5 = (cb.accuracy(logits, target, topk=(1, 5)) if len(classes) >= 5
                   else (*cb.accuracy(logits, target), math.nan))
     ours = {"acc1": acc1, "acc5": acc5, "mean_per_class_recall": balanced_accuracy_score(target, logits.argmax(1))}
-    metrics = score(spec.metrics, registries.metrics, outputs, 0)
+    metrics = score(spec.kind, spec.metrics, registries.metrics, outputs, 0)
     cb_logits, h_logits = logits.numpy(), outputs["logits"]
     same = float(np.mean(cb_logits.argmax(1) == h_logits.argmax(1)))
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .atomicfile import write_text_atomic
-from .featurestore import cache_root, canonical_json
+from .execution import cache_root, free_accelerator_memory, is_out_of_memory
+from .featurestore import canonical_json
 
 if TYPE_CHECKING:
     from .features import Features
@@ -26,26 +27,23 @@ START = 1024
 
 def find_largest(trial: Callable[[int], None], start: int = START, minimum: int = 1) -> int:
     """The first of ``start, start/2, ...`` for which ``trial(size)`` raises no out-of-memory error."""
-    import torch
-
     size = start
     while True:
         try:
             trial(size)
             return size
-        except torch.OutOfMemoryError:
-            if size <= minimum:
+        except Exception as exc:
+            if not is_out_of_memory(exc) or size <= minimum:
                 raise
             size = max(minimum, size // 2)
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            free_accelerator_memory()
 
 
 class BatchSizeMemo:
     """A small JSON map from a canonical key to the batch size that fitted."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = Path(path) if path else cache_root() / "batchsize.json"
+    def __init__(self, path: Path | None = None, cache_dir: Path | None = None) -> None:
+        self.path = Path(path) if path else cache_root(cache_dir) / "batchsize.json"
 
     def _read(self) -> dict[str, int]:
         try:
@@ -86,7 +84,7 @@ def resolve_auto(features: Features, sample: Any, encode: Callable[[Any], Any], 
     probe = features.device.startswith("cuda") if probe is None else probe
     if not probe or not isinstance(sample, torch.Tensor):
         return DEFAULT_CPU
-    memo = memo or BatchSizeMemo()
+    memo = memo or BatchSizeMemo(cache_dir=features.cache_dir)
     key = canonical_json({"encoder": features._encoder_key(), "shape": list(sample.shape),
                           "dtype": features.dtype, "device": device_name(features.device)})
     remembered = memo.get(key)

@@ -1,4 +1,4 @@
-"""The ``harness`` command line: run, list, plugins, validate, leaderboard."""
+"""The ``harness`` command line: run, train, list, plugins, validate, cache, leaderboard."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .errors import HarnessError, ResultError, SpecError, UsageError
 
 if TYPE_CHECKING:
     from .registry import Registries
 
-LISTABLE = ("encoders", "tokenizers", "tasks", "kinds", "metrics", "writers", "datasets")
+LISTABLE = ("models", "tasks", "kinds", "metrics", "writers", "datasets", "trainers")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,22 +24,26 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def bounded_int(low: int, high: int | None = None) -> Any:
+    """An argparse type: an integer in ``[low, high]``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    return parse
+
+
+positive_int = bounded_int(1)
 
 
 def _batch_size(text: str) -> int | str:
-    return "auto" if text == "auto" else _positive_int(text)
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
+    return "auto" if text == "auto" else positive_int(text)
 
 
 def plugin_flags(argv: Sequence[str]) -> list[str]:
@@ -53,39 +57,74 @@ def plugin_flags(argv: Sequence[str]) -> list[str]:
     return flags
 
 
-def build_parser(pm=None) -> argparse.ArgumentParser:  # noqa: ANN001 - PluginManager, imported lazily
-    """The parser; with a plugin manager, plugins add their own subcommands."""
+def _execution_options() -> argparse.ArgumentParser:
+    """The options of ``harness run`` and ``harness train`` that make an :class:`ExecutionConfig`."""
+    execution = argparse.ArgumentParser(add_help=False)
+    execution.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default: auto)")
+    execution.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
+                           help="forward-pass precision (torch.autocast; weights stay float32)")
+    execution.add_argument("--batch-size", type=_batch_size, default=32,
+                           help="N, or auto: the largest that fits on CUDA (remembered per model/resolution/dtype/device)")
+    execution.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0)
+    execution.add_argument("--quiet", action="store_true", help="no progress bars")
+    execution.add_argument("--no-cache", dest="cache", action="store_false",
+                           help="neither read nor write the feature store (no resume either)")
+    execution.add_argument("--cache-dir", type=Path, default=None,
+                           help="cache root for everything harness caches (default $HARNESS_CACHE_DIR or ~/.cache/harness)")
+    execution.add_argument("--num-workers", type=bounded_int(0), default=None,
+                           help="image-decoding worker processes (default: 0 below 256 images, else about one per CPU)")
+    execution.add_argument("--shard-size", type=positive_int, default=1024,
+                           help="samples per feature-store shard: the most a killed run recomputes (default 1024)")
+    execution.add_argument("--check-determinism", action="store_true",
+                           help="also embed every batch in halves and record the largest per-sample difference")
+    return execution
+
+
+def execution_config(args: argparse.Namespace) -> Any:
+    """The :class:`ExecutionConfig` of parsed ``run``/``train`` options."""
+    from .execution import ExecutionConfig
+
+    return ExecutionConfig(device=args.device, dtype=args.dtype, batch_size=args.batch_size, seed=args.seed,
+                           progress=not args.quiet and sys.stderr.isatty(), cache=args.cache,
+                           cache_dir=args.cache_dir.expanduser() if args.cache_dir else None,
+                           num_workers=args.num_workers, shard_size=args.shard_size,
+                           check_determinism=args.check_determinism)
+
+
+def build_parser(pm=None, registries=None) -> argparse.ArgumentParser:  # noqa: ANN001 - imported lazily
+    """The parser; with a plugin manager, plugins add their own subcommands; with registries, every
+    registered trainer gets ``harness train NAME``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-p", dest="plugin_flags", action="append", default=[], metavar="NAME",
                         help="load plugin NAME (entry-point name or module); -p no:NAME blocks it")
-    parser = _Parser(prog="harness", description="Evaluate vision and vision-language representations.")
+    execution = _execution_options()
+    parser = _Parser(prog="harness", description="Evaluate vision and vision-language representations.",
+                     parents=[common])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", parents=[common], help="evaluate a model on tasks")
+    run = sub.add_parser("run", parents=[common, execution], help="evaluate models on tasks")
     run.add_argument("--model", dest="models", action="append", required=True,
-                     help="encoder name, e.g. openclip:ViT-B-32/laion2b_s34b_b79k (repeatable: one result per model "
+                     help="model name, e.g. openclip:ViT-B-32/laion2b_s34b_b79k (repeatable: one result per model "
                           "and task; every name is checked before any model loads)")
     run.add_argument("--task", dest="tasks", action="append", required=True,
                      help="task name or path to a task YAML (repeatable)")
-    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps (default: auto)")
-    run.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    run.add_argument("--batch-size", type=_batch_size, default=32,
-                     help="N, or auto: the largest that fits on CUDA (remembered per model/resolution/dtype/device)")
-    run.add_argument("--limit", type=_positive_int, default=None, help="evaluate a seeded subset of N samples")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--limit", type=positive_int, default=None, help="evaluate a seeded subset of N samples")
     run.add_argument("--output-dir", type=Path, default=Path("results"))
     run.add_argument("--writer", dest="writers", action="append", default=None, help="result writer (default: json)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
-    run.add_argument("--no-cache", dest="cache", action="store_false",
-                     help="neither read nor write the feature store (no resume either)")
-    run.add_argument("--cache-dir", type=Path, default=None,
-                     help="cache root (features in DIR/features; default $HARNESS_CACHE_DIR or ~/.cache/harness)")
-    run.add_argument("--num-workers", type=_non_negative_int, default=None,
-                     help="image-decoding worker processes (default: 0 below 256 images, else about one per CPU)")
-    run.add_argument("--shard-size", type=_positive_int, default=1024,
-                     help="samples per feature-store shard: the most a killed run recomputes (default 1024)")
-    run.add_argument("--check-determinism", action="store_true",
-                     help="also embed every batch in halves and record the largest per-sample difference")
+
+    train = sub.add_parser("train", parents=[common], help="train a head on frozen features (harness train NAME)")
+    train.set_defaults(handler=cmd_train_missing)
+    trainers = train.add_subparsers(dest="trainer", metavar="TRAINER", parser_class=_Parser)
+    for name, entry in registries.trainers.items() if registries is not None else ():
+        one = trainers.add_parser(name, parents=[common, execution], help=entry.item.description)
+        one.add_argument("-o", "--output", type=Path, required=True, help="checkpoint folder to write")
+        one.add_argument("--config", type=Path, default=None, help="YAML/JSON file of config values")
+        one.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="set one config value (YAML-typed; repeatable)")
+        from .training import add_trainer_options
+
+        add_trainer_options(one, entry.item)
+        one.set_defaults(handler=cmd_train, trainer_spec=entry.item)
 
     lst = sub.add_parser("list", parents=[common], help="list what the loaded plugins provide")
     lst.add_argument("what", choices=LISTABLE)
@@ -111,15 +150,24 @@ def cmd_run(args: argparse.Namespace, registries: Registries) -> int:
 
     if len(set(args.models)) < len(args.models):
         raise UsageError(f"run: --model given twice: {sorted({m for m in args.models if args.models.count(m) > 1})}")
-    config = RunConfig(
-        model=args.models[0], tasks=tuple(args.tasks), device=args.device, dtype=args.dtype,
-        batch_size=args.batch_size, limit=args.limit, seed=args.seed, output_dir=args.output_dir,
-        writers=tuple(args.writers or ("json",)), progress=not args.quiet and sys.stderr.isatty(),
-        cache=args.cache, cache_dir=args.cache_dir, num_workers=args.num_workers, shard_size=args.shard_size,
-        check_determinism=args.check_determinism,
-    )
+    config = RunConfig(model=args.models[0], tasks=tuple(args.tasks), execution=execution_config(args),
+                       limit=args.limit, output_dir=args.output_dir, writers=tuple(args.writers or ("json",)))
     for path in run_models([replace(config, model=model) for model in args.models], registries):
         print(path)
+    return 0
+
+
+def cmd_train_missing(args: argparse.Namespace, registries: Registries) -> int:
+    names = ", ".join(registries.trainers) or "none registered"
+    raise UsageError(f"harness train: name a trainer ({names}), e.g. `harness train NAME --help`")
+
+
+def cmd_train(args: argparse.Namespace, registries: Registries) -> int:
+    from .training import train, trainer_config
+
+    spec = args.trainer_spec
+    out = train(spec, trainer_config(args, spec), execution_config(args), args.output, registries)
+    print(out)
     return 0
 
 
@@ -128,7 +176,7 @@ def cmd_list(args: argparse.Namespace, registries: Registries) -> int:
     for name, entry in registry.items():
         description = getattr(entry.item, "description", "") if args.what != "tasks" else str(entry.item)
         print(f"{name}\t[{entry.plugin}]\t{description}".rstrip())
-    if args.what == "encoders":
+    if args.what == "models":
         print("# other names are resolved by plugins, e.g. openclip:ARCH/TAG, hf:ORG/REPO, a local path")
     return 0
 
@@ -245,9 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         pm = get_plugin_manager(plugin_flags(argv))
-        args = build_parser(pm).parse_args(argv)
+        registries = collect(pm)
+        args = build_parser(pm, registries).parse_args(argv)
         handler = COMMANDS.get(args.command) or args.handler
-        return handler(args, collect(pm))
+        return handler(args, registries)
     except HarnessError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import DataError
+from .execution import ExecutionConfig
 from .specs import load_object
 from .taskspec import DatasetSource
 
@@ -120,11 +121,12 @@ def _from_path(source: DatasetSource) -> tuple[datasets.Dataset, dict[str, Any]]
     return data, identity
 
 
-def _from_builder(source: DatasetSource, registries: Registries) -> tuple[datasets.Dataset, dict[str, Any]]:
+def _from_builder(source: DatasetSource, registries: Registries,
+                  execution: ExecutionConfig) -> tuple[datasets.Dataset, dict[str, Any]]:
     spec = registries.datasets.get(source.builder)
     config = dict(source.config)
     try:
-        data = load_object(spec.factory)(config, source.split)
+        data = load_object(spec.factory)(config, source.split, execution)
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"dataset builder {spec.name!r} rejected config {config} split {source.split!r}: {exc}") from None
     identity = {"source": "builder", "id": spec.name, "revision": spec.version,
@@ -132,8 +134,10 @@ def _from_builder(source: DatasetSource, registries: Registries) -> tuple[datase
     return data, identity
 
 
-def load_dataset(source: DatasetSource, registries: Registries, progress: bool = False) -> LoadedDataset:
-    """Load the split named by ``source``; ``datasets`` shows progress bars only with ``progress``."""
+def load_dataset(source: DatasetSource, registries: Registries, progress: bool = False,
+                 execution: ExecutionConfig | None = None) -> LoadedDataset:
+    """Load the split named by ``source``; ``datasets`` shows progress bars only with ``progress``;
+    a builder gets ``execution`` (its cache root: ``execution.root``)."""
     import datasets
 
     if progress:
@@ -145,7 +149,7 @@ def load_dataset(source: DatasetSource, registries: Registries, progress: bool =
     elif source.path is not None:
         data, identity = _from_path(source)
     else:
-        data, identity = _from_builder(source, registries)
+        data, identity = _from_builder(source, registries, execution or ExecutionConfig())
     identity["split"] = source.split
     return LoadedDataset(data=data, identity=identity)
 

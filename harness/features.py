@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .dataset import Split
-from .errors import DataError, IncompatibleError
+from .errors import DataError, IncompatibleError, PluginError
+from .execution import DEFAULT_SHARD_SIZE, autocast, split_on_oom
 from .featurestore import FeatureSet, FeatureStore, canonical_json, text_id
 from .imageloader import DecodeFailure, ImageRows, auto_workers, batches
 from .processgroup import ProcessGroup
@@ -37,11 +38,22 @@ from .processgroup import ProcessGroup
 if TYPE_CHECKING:
     import datasets
 
-    from .encoder import Encoder
-
 log = logging.getLogger(__name__)
-_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-DEFAULT_SHARD_SIZE = 1024
+
+
+def parse_output(output: str, layer: int | None = None) -> tuple[str, int | None]:
+    """``"pooled"``, ``"tokens"`` (+ ``layer``) or ``"tokens@LAYER"`` as ``(kind, layer)``."""
+    if output == "pooled":
+        return "pooled", None
+    kind, at, text = output.partition("@")
+    if kind != "tokens":
+        raise IncompatibleError(f"image output must be 'pooled', 'tokens' or 'tokens@LAYER', got {output!r}")
+    if at:
+        try:
+            layer = int(text)
+        except ValueError:
+            raise IncompatibleError(f"image output {output!r}: LAYER must be an integer") from None
+    return "tokens", layer
 
 
 @dataclass
@@ -72,7 +84,7 @@ def preprocess_fingerprint(encoder: Any, encoder_key: Mapping[str, Any]) -> str:
 class Features:
     """Embeds images and texts with one encoder on one device (see the module docstring)."""
 
-    encoder: Encoder
+    encoder: Any
     device: str = "cpu"
     dtype: str = "fp32"
     batch_size: int | str = 32
@@ -88,17 +100,23 @@ class Features:
     check_determinism: bool = False
     channels_last: bool = False
     counters: Counters = field(default_factory=Counters)
+    name: str = "model"
+    """How errors name the model."""
+    cache_dir: Any = None
+    """The run's cache root (``--cache-dir``): where ``--batch-size auto`` remembers its answers."""
     _resolved_batch: int | None = field(default=None, repr=False)
     _oom_warned: bool = field(default=False, repr=False)
+    _checked: set[str] = field(default_factory=set, repr=False)
 
     # -- public API ------------------------------------------------------------------------
     def images(self, data: Split | datasets.Dataset, column: str, where: str = "dataset",
                output: str = "pooled", layer: int | None = None) -> np.ndarray:
-        """``(N, D)`` float32 image embeddings of ``data[column]`` in row order (``output="tokens"``:
-        ``(N, T, D)`` token-level outputs of block ``layer`` via ``encode_image_tokens``)."""
+        """``(N, D)`` float32 image embeddings of ``data[column]`` in row order (``output="tokens@L"``, or
+        ``"tokens"`` with ``layer``: ``(N, T, D)`` token-level outputs of block L via ``encode_image_tokens``)."""
         split = data if isinstance(data, Split) else Split(data)
         if column not in split.data.column_names:
             raise DataError(f"{where}: no column {column!r}; columns are {split.data.column_names}")
+        output, layer = parse_output(output, layer)
         encode = self._image_function(output, layer)
         name = "pooled" if output == "pooled" else f"tokens@{layer}"
         fset = None
@@ -120,11 +138,13 @@ class Features:
         ids = [text_id(t) for t in texts]
         return self._extract(fset, ids, lambda chunks: self._text_chunks(texts, chunks), "texts")
 
-    def for_encoder(self, encoder: Encoder, encoder_key: Mapping[str, Any]) -> Features:
+    def for_encoder(self, encoder: Any, encoder_key: Mapping[str, Any], channels_last: bool = False) -> Features:
         """The same extraction settings, store, ranks and cost counters for another encoder, keyed
         in the store by ``encoder_key`` (a frozen tower's features are cached as its own)."""
         return replace(self, encoder=encoder, encoder_key=encoder_key if self.store is not None else None,
-                       _resolved_batch=None, _oom_warned=False)
+                       channels_last=channels_last,
+                       name=str(encoder_key.get("name", "model")), _resolved_batch=None, _oom_warned=False,
+                       _checked=set())
 
     @property
     def batch_size_used(self) -> int | None:
@@ -171,13 +191,13 @@ class Features:
     # -- computing -------------------------------------------------------------------------
     def _image_function(self, output: str, layer: int | None) -> Callable[[Any], Any]:
         if output == "pooled":
-            return self.encoder.encode_image
-        if output != "tokens":
-            raise ValueError(f"Features.images: output must be 'pooled' or 'tokens', got {output!r}")
+            encode = getattr(self.encoder, "encode_image", None)
+            if encode is None:
+                raise IncompatibleError(f"model {self.name!r} has no pooled image embeddings (encode_image)")
+            return encode
         tokens = getattr(self.encoder, "encode_image_tokens", None)
         if tokens is None:
-            raise IncompatibleError(f"encoder {type(self.encoder).__name__} has no token-level outputs "
-                                    "(encode_image_tokens)")
+            raise IncompatibleError(f"model {self.name!r} has no token-level outputs (encode_image_tokens)")
         return lambda pixels: tokens(pixels, layer)
 
     def _image_chunks(self, rows: ImageRows, chunks: list[list[int]],
@@ -242,35 +262,47 @@ class Features:
         return out
 
     def _forward(self, encode: Callable[[Any], Any], batch: Any) -> np.ndarray:
-        import torch
-
+        """One batch through ``encode`` (split on out-of-memory), its output checked: one row per
+        input, finite, and ``(N, embed_dim)`` for pooled outputs."""
         start = time.perf_counter()
-        try:
+
+        def run(part: Any) -> np.ndarray:
             with self._precision():
-                out = encode(batch)
-            return out.float().cpu().numpy()
-        except torch.OutOfMemoryError:
-            if len(batch) <= 1:
-                raise
+                out = encode(part)
+            return self._checked_output(encode, part, out.float().cpu().numpy())
+
+        def join(parts: list[np.ndarray]) -> np.ndarray:
             if not self._oom_warned:
                 log.warning("out of memory at batch size %d on %s: splitting batches", len(batch), self.device)
                 self._oom_warned = True
-            torch.cuda.empty_cache()
-            half = len(batch) // 2
-            return np.concatenate([self._forward(encode, batch[:half]), self._forward(encode, batch[half:])])
+            return np.concatenate(parts)
+
+        try:
+            return split_on_oom(run, batch, join)
         finally:
             self.counters.forward_seconds += time.perf_counter() - start
+
+    def _checked_output(self, encode: Callable[[Any], Any], batch: Any, out: np.ndarray) -> np.ndarray:
+        what = "encode_text" if encode == getattr(self.encoder, "encode_text", None) else \
+            "encode_image" if encode == getattr(self.encoder, "encode_image", None) else "encode_image_tokens"
+        if out.ndim == 0 or len(out) != len(batch):
+            raise PluginError(f"model {self.name!r}: {what} returned {out.shape[0] if out.ndim else 'a scalar'} "
+                              f"rows for a batch of {len(batch)}")
+        if what != "encode_image_tokens" and what not in self._checked:
+            from .models import check_embed_dim
+
+            check_embed_dim(self.name, self.encoder, out, what)
+            self._checked.add(what)
+        if not np.isfinite(out).all():
+            raise PluginError(f"model {self.name!r}: {what} returned NaN or inf features")
+        return out
 
     @contextmanager
     def _precision(self) -> Iterator[None]:
         import torch
 
-        with torch.inference_mode():
-            if self.dtype == "fp32":
-                yield
-            else:
-                with torch.autocast(device_type=self.device.split(":")[0], dtype=getattr(torch, _DTYPES[self.dtype])):
-                    yield
+        with torch.inference_mode(), autocast(self.device, self.dtype):
+            yield
 
     def _batch_size(self, rows: ImageRows, position: int, encode: Callable[[Any], Any]) -> int:
         if self.batch_size != "auto":

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 import warnings
@@ -41,6 +40,7 @@ import numpy as np
 
 from .atomicfile import append_line, write_bytes_atomic, write_text_atomic
 from .errors import HarnessError
+from .execution import cache_root
 
 #: Bumped when the layout or the meaning of keys changes: old sets are then simply never hit.
 STORE_VERSION = 1
@@ -51,11 +51,6 @@ ORPHAN_AGE_S = 3600.0
 
 class StoreError(HarnessError):
     """The feature store cannot be used (unwritable folder, lock timeout, unknown set)."""
-
-
-def cache_root(cache_dir: Path | str | None = None) -> Path:
-    """The harness cache folder: ``cache_dir``, else ``$HARNESS_CACHE_DIR``, else ``~/.cache/harness``."""
-    return Path(cache_dir or os.environ.get("HARNESS_CACHE_DIR") or "~/.cache/harness").expanduser()
 
 
 def canonical_json(value: Any) -> str:

@@ -14,19 +14,15 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from .specs import DatasetSpec, EncoderSpec, MetricSpec, TaskKindSpec, TokenizerSpec, WriterSpec
+    from .specs import DatasetSpec, MetricSpec, ModelSpec, TaskKindSpec, TrainerSpec, WriterSpec
 
 hookspec = pluggy.HookspecMarker("harness")
 
 
 @hookspec
-def harness_register_encoders() -> list[EncoderSpec]:
-    """Return the image/text encoders this plugin names up front. Must not import torch."""
-
-
-@hookspec
-def harness_register_tokenizers() -> list[TokenizerSpec]:
-    """Return the visual tokenizers (image -> token sequence for an LLM) this plugin provides."""
+def harness_register_models() -> list[ModelSpec]:
+    """Return the models (encoders, visual tokenizers, generative models) this plugin names up front,
+    each declaring its capabilities. Must not import torch."""
 
 
 @hookspec
@@ -41,7 +37,12 @@ def harness_register_task_dirs() -> list[Path]:
 
 @hookspec
 def harness_register_metrics() -> list[MetricSpec]:
-    """Return metrics: pure functions over arrays, with direction and interval method."""
+    """Return metrics: per-sample scores over a kind's outputs, with reduction, direction and interval."""
+
+
+@hookspec
+def harness_register_trainers() -> list[TrainerSpec]:
+    """Return trainers, run as ``harness train NAME`` on the same engine as ``harness run``."""
 
 
 @hookspec
@@ -55,16 +56,11 @@ def harness_register_datasets() -> list[DatasetSpec]:
 
 
 @hookspec(firstresult=True)
-def harness_resolve_encoder(name: str) -> EncoderSpec | None:
-    """Turn an open-ended name (``hf:org/repo``, a local path, ...) into a spec.
+def harness_resolve_model(name: str) -> ModelSpec | None:
+    """Turn an open-ended model name (``hf:org/repo``, a local path, ...) into a spec.
 
     Called only for names no plugin registered. Stops at the first non-None result.
     """
-
-
-@hookspec(firstresult=True)
-def harness_resolve_tokenizer(name: str) -> TokenizerSpec | None:
-    """Like ``harness_resolve_encoder``, for visual tokenizers. Stops at first non-None result."""
 
 
 @hookspec
@@ -72,7 +68,8 @@ def harness_add_commands(subparsers: Any, parents: list[Any]) -> None:
     """Add ``harness`` subcommands (e.g. ``train``) with ``subparsers.add_parser(..., parents=parents)``.
 
     Each parser must ``set_defaults(handler=fn)`` where ``fn(args, registries) -> int`` is the
-    exit code; raise ``harness.errors.HarnessError`` subclasses for user errors.
+    exit code; raise ``harness.HarnessError`` subclasses for user errors. (Trainers need no command:
+    ``harness_register_trainers`` gives them ``harness train NAME``.)
     """
 
 
@@ -80,7 +77,7 @@ def harness_add_commands(subparsers: Any, parents: list[Any]) -> None:
 def harness_run_started(run: Any) -> None:
     """Observer: names are resolved and checked; no weights are loaded yet.
 
-    ``run`` is the frozen ``harness.runner.RunConfig``.
+    ``run`` is the frozen ``harness.RunConfig``.
     """
 
 

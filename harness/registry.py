@@ -9,7 +9,7 @@ from typing import Any, Generic, Iterator, TypeVar
 
 from .errors import DuplicateNameError, HarnessError, PluginError, UnknownNameError
 from .pluginmanager import PluginManager
-from .specs import DatasetSpec, EncoderSpec, MetricSpec, TaskKindSpec, TokenizerSpec, WriterSpec
+from .specs import DatasetSpec, MetricSpec, ModelSpec, TaskKindSpec, TrainerSpec, WriterSpec
 
 T = TypeVar("T")
 
@@ -75,28 +75,21 @@ class Registry(Generic[T]):
 class Registries:
     """Everything the loaded plugins provide, frozen for one run."""
 
-    encoders: Registry[EncoderSpec]
-    tokenizers: Registry[TokenizerSpec]
+    models: Registry[ModelSpec]
     task_kinds: Registry[TaskKindSpec]
     tasks: Registry[Path]
     metrics: Registry[MetricSpec]
     writers: Registry[WriterSpec]
     datasets: Registry[DatasetSpec]
+    trainers: Registry[TrainerSpec]
     pm: PluginManager
 
-    def resolve_encoder(self, name: str) -> tuple[EncoderSpec, str]:
-        """(spec, providing plugin): a registered encoder, else the first plugin resolving the name."""
-        if name in self.encoders:
-            entry = self.encoders.entry(name)
+    def resolve_model(self, name: str) -> tuple[ModelSpec, str]:
+        """(spec, providing plugin): a registered model, else the first plugin resolving the name."""
+        if name in self.models:
+            entry = self.models.entry(name)
             return entry.item, entry.plugin
-        return self._resolve("harness_resolve_encoder", name, self.encoders, EncoderSpec)
-
-    def resolve_tokenizer(self, name: str) -> tuple[TokenizerSpec, str]:
-        """(spec, providing plugin) of a visual tokenizer, registered or resolved."""
-        if name in self.tokenizers:
-            entry = self.tokenizers.entry(name)
-            return entry.item, entry.plugin
-        return self._resolve("harness_resolve_tokenizer", name, self.tokenizers, TokenizerSpec)
+        return self._resolve("harness_resolve_model", name, self.models, ModelSpec)
 
     def _resolve(self, hook: str, name: str, registry: Registry[Any], cls: type) -> tuple[Any, str]:
         # pluggy's firstresult order (last registered first), attributing the answer to its plugin.
@@ -146,13 +139,13 @@ def _collect_tasks(pm: PluginManager) -> Registry[Path]:
 def collect(pm: PluginManager) -> Registries:
     """Build every registry from the plugins loaded into ``pm``."""
     return Registries(
-        encoders=_collect(pm, "harness_register_encoders", "encoder", "harness list encoders", EncoderSpec),
-        tokenizers=_collect(pm, "harness_register_tokenizers", "tokenizer", "harness list tokenizers", TokenizerSpec),
+        models=_collect(pm, "harness_register_models", "model", "harness list models", ModelSpec),
         task_kinds=_collect(pm, "harness_register_task_kinds", "task kind", "harness list kinds", TaskKindSpec),
         tasks=_collect_tasks(pm),
         metrics=_collect(pm, "harness_register_metrics", "metric", "harness list metrics", MetricSpec),
         writers=_collect(pm, "harness_register_writers", "writer", "harness list writers", WriterSpec),
         datasets=_collect(pm, "harness_register_datasets", "dataset builder", "harness list datasets", DatasetSpec),
+        trainers=_collect(pm, "harness_register_trainers", "trainer", "harness list trainers", TrainerSpec),
         pm=pm,
     )
 

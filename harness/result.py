@@ -11,8 +11,8 @@ from typing import Any
 from .errors import ResultError
 from .schema import first_error
 
-SCHEMA_VERSION = 3
-SUPPORTED_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4
+SUPPORTED_VERSIONS = (1, 2, 3, 4)
 
 
 def model_id(name: str) -> str:

@@ -13,56 +13,45 @@ from typing import Any, Iterator
 
 import harness
 
-from .auxiliary import Auxiliary, encoder_key
 from .dataset import Split, load_dataset, subset_indices
-from .encoder import LoadOptions, build_encoder
-from .errors import IncompatibleError
-from .features import DEFAULT_SHARD_SIZE, Features
+from .errors import DataError, IncompatibleError
+from .execution import ExecutionConfig
+from .features import Features
 from .featurestore import FeatureStore
-from .hardware import numerics, peak_memory, reset_peak_memory, resolve_device, use_channels_last
+from .hardware import numerics, peak_memory, reset_peak_memory
+from .modelloader import LoadedModel, ModelLoader
 from .processgroup import ProcessGroup
 from .registry import Registries
 from .result import SCHEMA_VERSION, validate_result
 from .scoring import score
-from .specs import EncoderSpec, TaskKindSpec, load_object
-from .taskkind import TaskContext
-from .taskspec import TaskSpec, load_task_spec
+from .specs import ModelSpec, TaskKindSpec, load_object
+from .taskkind import Compute, TaskContext
+from .taskspec import DatasetSource, TaskSpec, load_task_spec
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything ``harness run`` was asked to do."""
+    """Everything ``harness run`` was asked to do for one model."""
 
     model: str
     tasks: tuple[str, ...]
-    device: str = "auto"
-    dtype: str = "fp32"
-    batch_size: int | str = 32
-    """A positive int or ``"auto"``."""
+    execution: ExecutionConfig = ExecutionConfig()
     limit: int | None = None
-    seed: int = 0
     output_dir: Path = Path("results")
     writers: tuple[str, ...] = ("json",)
-    progress: bool = False
-    cache: bool = True
-    """Read and write the feature store (``--no-cache``: neither)."""
-    cache_dir: Path | None = None
-    """Cache root (features under ``<cache_dir>/features``); default ``$HARNESS_CACHE_DIR`` or ``~/.cache/harness``."""
-    num_workers: int | None = None
-    shard_size: int = DEFAULT_SHARD_SIZE
-    check_determinism: bool = False
 
 
 @dataclass(frozen=True)
 class Plan:
     """The run after name resolution and compatibility checks, before anything heavy loads."""
 
-    encoder: EncoderSpec
-    encoder_plugin: str
+    model: ModelSpec
+    model_plugin: str
     tasks: tuple[tuple[TaskSpec, TaskKindSpec, str], ...]
 
 
-def _find_task(name: str, registries: Registries) -> tuple[TaskSpec, str]:
+def find_task(name: str, registries: Registries) -> tuple[TaskSpec, str]:
+    """(validated spec, providing plugin) of a registered task name or a task YAML path."""
     if name.endswith((".yaml", ".yml")) and name not in registries.tasks:
         return load_task_spec(Path(name), registries), "(file)"
     entry = registries.tasks.entry(name)
@@ -71,21 +60,21 @@ def _find_task(name: str, registries: Registries) -> tuple[TaskSpec, str]:
 
 def plan(config: RunConfig, registries: Registries) -> Plan:
     """Resolve the model and tasks and check they fit, without importing torch."""
-    encoder, plugin = registries.resolve_encoder(config.model)
+    model, plugin = registries.resolve_model(config.model)
     tasks = []
     for name in config.tasks:
-        spec, task_plugin = _find_task(name, registries)
+        spec, task_plugin = find_task(name, registries)
         kind = registries.task_kinds.get(spec.kind)
-        missing = kind.requires - encoder.modalities
+        missing = kind.needs - model.capabilities
         if missing:
             raise IncompatibleError(
-                f"model {encoder.name!r} has modalities {sorted(encoder.modalities)} but task {spec.name!r} "
-                f"(kind {kind.name!r}) needs {sorted(kind.requires)}"
+                f"model {model.name!r} has capabilities {sorted(model.capabilities)} but task {spec.name!r} "
+                f"(kind {kind.name!r}) needs {sorted(kind.needs)}"
             )
         tasks.append((spec, kind, task_plugin))
     for writer in config.writers:
         registries.writers.get(writer)
-    return Plan(encoder=encoder, encoder_plugin=plugin, tasks=tuple(tasks))
+    return Plan(model=model, model_plugin=plugin, tasks=tuple(tasks))
 
 
 def _seed_everything(seed: int) -> None:
@@ -97,17 +86,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-@dataclass(frozen=True)
-class Engine:
-    """What every task of a run shares: the loaded encoder and where and how it runs."""
-
-    encoder: Any
-    device: str
-    load_s: float
-    group: ProcessGroup = ProcessGroup()
-    channels_last: bool = False
-
-
 def run(config: RunConfig, registries: Registries) -> list[Path]:
     """Evaluate ``config.model`` on every task; return the paths written (none on ranks other than 0)."""
     return list(run_models([config], registries))
@@ -116,93 +94,107 @@ def run(config: RunConfig, registries: Registries) -> list[Path]:
 def run_models(configs: list[RunConfig], registries: Registries) -> Iterator[Path]:
     """:func:`run` for each config in turn (e.g. one per ``--model``), yielding paths as they are
     written; every config is planned and checked before any model loads, and under torchrun the
-    process group is joined once for all of them."""
+    process group is joined once for all of them. Models load through one :class:`ModelLoader`, so a
+    tower shared by several models' tasks loads once."""
     plans = [plan(config, registries) for config in configs]
-    device = resolve_device(configs[0].device)
-    group = ProcessGroup.from_env(device)
+    execution = configs[0].execution.resolved()
+    group = ProcessGroup.from_env(execution.device)
+    execution = replace(execution, device=group.device(execution.device),
+                        progress=execution.progress and group.main)
+    loader = ModelLoader(registries, execution)
     try:
         for config, the_plan in zip(configs, plans):
-            yield from _run_one(config, the_plan, registries, group.device(device), group)
+            yield from _run_one(replace(config, execution=execution), the_plan, loader, group)
     finally:
         group.close()
 
 
-def _run_one(config: RunConfig, the_plan: Plan, registries: Registries, device: str, group: ProcessGroup) -> list[Path]:
+def _run_one(config: RunConfig, the_plan: Plan, loader: ModelLoader, group: ProcessGroup) -> list[Path]:
+    registries = loader.registries
     if group.main:
         registries.pm.hook.harness_run_started(run=config)
-    start = time.perf_counter()
-    encoder = build_encoder(the_plan.encoder, options(config, device, registries))
-    load_s = time.perf_counter() - start
-    channels_last = use_channels_last(encoder, device)
+    loaded = loader.load(config.model)
     written = []
-    for spec, kind, task_plugin in the_plan.tasks:
-        doc = evaluate_task(config, the_plan, registries, encoder, device, (spec, kind, task_plugin), load_s,
-                            group, channels_last)
+    for task in the_plan.tasks:
+        doc = evaluate_task(config, loaded, loader, task, group)
         if doc is None:
             continue
-        validate_result(doc, f"result of {spec.name}")
+        validate_result(doc, f"result of {task[0].name}")
         registries.pm.hook.harness_task_finished(run=config, result=doc)
         for writer in config.writers:
             written.append(load_object(registries.writers.get(writer).factory)(doc, config.output_dir))
     return written
 
 
-def options(config: RunConfig, device: str, registries: Registries) -> LoadOptions:
-    """How every encoder of the run loads: the run's device, dtype, seed and plugins."""
-    return LoadOptions(device=device, dtype=config.dtype, seed=config.seed, registries=registries)
+def check_columns(split: Split, spec: TaskSpec, where: str) -> None:
+    """Every column the spec maps must exist in ``split`` (checked before anything is extracted)."""
+    missing = sorted({c for c in spec.columns.values() if c not in split.data.column_names})
+    if missing:
+        raise DataError(f"{where}: the spec maps column(s) {missing}, which the dataset does not have; "
+                        f"its columns are {split.data.column_names}")
 
 
-def evaluate_task(
-    config: RunConfig, the_plan: Plan, registries: Registries, encoder: Any, device: str,
-    task: tuple[TaskSpec, TaskKindSpec, str], load_s: float, group: ProcessGroup = ProcessGroup(),
-    channels_last: bool = False,
-) -> dict[str, Any] | None:
-    """Evaluate one task and return its (not yet validated) result document (None on ranks other than 0)."""
-    engine = Engine(encoder, device, load_s, group, channels_last)
-    spec, kind, task_plugin = task
-    group, device, main = engine.group, engine.device, engine.group.main
-    _seed_everything(config.seed)
-    reset_peak_memory(device)
-    start = time.perf_counter()
+def _split_loader(spec: TaskSpec, loader: ModelLoader, group: ProcessGroup) -> Any:
+    """``split name -> Split`` of the task's dataset, each loaded once and its columns checked."""
+    loaded: dict[str, Split] = {}
+    progress = loader.execution.progress
 
     def load_split(split: str) -> Split:
-        with group.main_first():
-            return load_dataset(replace(spec.dataset, split=split), registries, config.progress and main).split
+        if split not in loaded:
+            source: DatasetSource = replace(spec.dataset, split=split)
+            with group.main_first():
+                loaded[split] = load_dataset(source, loader.registries, progress, loader.execution).split
+            check_columns(loaded[split], spec, f"task {spec.name}: split {split!r}")
+        return loaded[split]
 
+    return load_split
+
+
+def evaluate_task(config: RunConfig, loaded: LoadedModel, loader: ModelLoader,
+                  task: tuple[TaskSpec, TaskKindSpec, str], group: ProcessGroup = ProcessGroup()) -> dict[str, Any] | None:
+    """Evaluate one task and return its (not yet validated) result document (None on ranks other than 0)."""
+    spec, kind, task_plugin = task
+    execution, registries = config.execution, loader.registries
+    _seed_everything(execution.seed)
+    reset_peak_memory(execution.device)
+    start = time.perf_counter()
+    load_split = _split_loader(spec, loader, group)
     whole = load_split(spec.dataset.split)
     total = len(whole)
-    index = subset_indices(total, config.limit, config.seed)
+    index = subset_indices(total, config.limit, execution.seed)
     split = whole if len(index) == total else whole.select(index)
     data_s = time.perf_counter() - start
     features = Features(
-        engine.encoder, device=device, dtype=config.dtype, batch_size=config.batch_size,
-        progress=config.progress and main, num_workers=config.num_workers, shard_size=config.shard_size,
-        store=FeatureStore.default(config.cache_dir) if config.cache else None,
-        encoder_key=encoder_key(the_plan.encoder.name, the_plan.encoder_plugin, registries, engine.encoder)
-        if config.cache else None,
-        group=group, check_determinism=config.check_determinism, channels_last=engine.channels_last)
-    auxiliary = Auxiliary(registries, options(config, device, registries))
-    ctx = TaskContext(spec=spec, data=split.data, split=split, features=features, seed=config.seed,
-                      where=f"task {spec.name}", load_split=load_split, auxiliary=auxiliary)
+        loaded.model, device=execution.device, dtype=execution.dtype, batch_size=execution.batch_size,
+        progress=execution.progress, num_workers=execution.num_workers, shard_size=execution.shard_size,
+        store=FeatureStore.default(execution.cache_dir) if execution.cache else None,
+        encoder_key=loaded.key(registries) if execution.cache else None, name=loaded.spec.name,
+        group=group, check_determinism=execution.check_determinism, channels_last=loaded.channels_last,
+        cache_dir=execution.cache_dir)
+    ctx = TaskContext(name=spec.name, params=spec.params, columns=spec.columns, seed=execution.seed,
+                      compute=Compute(execution.device, execution.dtype, group), split=spec.dataset.split,
+                      _evaluated=split,
+                      _load_split=load_split, _features=features, _loader=loader, _progress=execution.progress)
     kind_start = time.perf_counter()
     outputs = load_object(kind.factory)().evaluate(ctx)
     kind_s = time.perf_counter() - kind_start
     counters = group.gather(asdict(features.counters))
-    if not main:
+    if not group.main:
         return None
     metric_start = time.perf_counter()
-    metrics = score(spec.metrics, registries.metrics, outputs, config.seed)
+    metrics = score(kind.name, spec.metrics, registries.metrics, outputs, execution.seed)
     end = time.perf_counter()
-    times = {"load_model": engine.load_s, "load_data": data_s, "kind": kind_s, "metrics": end - metric_start,
-             "total": engine.load_s + end - start}
-    doc = _document(config, the_plan, registries, engine, (spec, task_plugin), whole, len(index), features,
-                    counters or [], times, metrics)
-    return dict(doc, auxiliary_models=auxiliary.used)
+    times = {"load_model": loaded.load_s, "load_data": data_s, "kind": kind_s, "metrics": end - metric_start,
+             "total": loaded.load_s + end - start}
+    doc = _document(config, loaded, registries, (spec, task_plugin), whole, len(index), features,
+                    counters or [], times, metrics, group.world_size)
+    return dict(doc, auxiliary_models=ctx.used_models)
 
 
-def _document(config: RunConfig, the_plan: Plan, registries: Registries, engine: Engine,
+def _document(config: RunConfig, loaded: LoadedModel, registries: Registries,
               task: tuple[TaskSpec, str], whole: Split, evaluated: int, features: Features,
-              counters: list[dict[str, Any]], times: dict[str, float], metrics: dict[str, Any]) -> dict[str, Any]:
+              counters: list[dict[str, Any]], times: dict[str, float], metrics: dict[str, Any],
+              world_size: int) -> dict[str, Any]:
     """The result document of one task, less ``auxiliary_models``."""
     import torch
 
@@ -211,7 +203,8 @@ def _document(config: RunConfig, the_plan: Plan, registries: Registries, engine:
     extract_s = max(c["seconds"] for c in counters)
     diffs = [c["max_abs_diff"] for c in counters if c["max_abs_diff"] is not None]
     check = None
-    if config.check_determinism:
+    execution = config.execution
+    if execution.check_determinism:
         used = features.batch_size_used or 1
         check = {"batch_sizes": [used, max(1, (used + 1) // 2)], "max_abs_diff": max(diffs) if diffs else None}
         print(f"harness: {spec.name}: determinism check: largest per-sample |difference| between batch sizes "
@@ -222,20 +215,21 @@ def _document(config: RunConfig, the_plan: Plan, registries: Registries, engine:
         "harness_version": harness.__version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "plugins": [vars(p) for p in registries.pm.plugins_info()],
-        "model": {"name": the_plan.encoder.name, "plugin": the_plan.encoder_plugin,
-                  "modalities": sorted(the_plan.encoder.modalities), "embed_dim": engine.encoder.embed_dim,
-                  **engine.encoder.provenance()},
+        "model": {**loaded.record(), "capabilities": sorted(loaded.spec.capabilities),
+                  "embed_dim": getattr(loaded.model, "embed_dim", None)},
         "task": {"name": spec.name, "version": spec.version, "kind": spec.kind,
                  "spec_sha256": spec.sha256, "plugin": task_plugin},
         "dataset": whole.identity,
         "n_samples": {"total": len(whole), "evaluated": evaluated, "partial": evaluated < len(whole)},
-        "seed": config.seed,
-        "execution": {"device": engine.device, "dtype": config.dtype, "batch_size": features.batch_size_used,
-                      "batch_size_requested": config.batch_size, "num_workers": config.num_workers,
-                      "world_size": engine.group.world_size, "torch_version": torch.__version__,
+        "seed": execution.seed,
+        "execution": {"device": execution.device, "dtype": execution.dtype, "dtype_mode": "autocast",
+                      "batch_size": features.batch_size_used,
+                      "batch_size_requested": execution.batch_size, "num_workers": execution.num_workers,
+                      "world_size": world_size, "torch_version": torch.__version__,
                       "python_version": platform.python_version(),
-                      "determinism": {**numerics(engine.device, engine.channels_last, engine.encoder), "check": check}},
-        "cache": {"enabled": config.cache, "image_hits": features.counters.image_hits, "image_misses": images,
+                      "determinism": {**numerics(execution.device, features.channels_last, loaded.model),
+                                      "check": check}},
+        "cache": {"enabled": execution.cache, "image_hits": features.counters.image_hits, "image_misses": images,
                   "text_hits": features.counters.text_hits, "text_misses": texts},
         "metrics": metrics,
         "main_score": {"name": spec.main_score, "value": metrics[spec.main_score]["value"]},
@@ -246,6 +240,6 @@ def _document(config: RunConfig, the_plan: Plan, registries: Registries, engine:
             "phases_s": {"load_model": r(times["load_model"]), "load_data": r(times["load_data"]),
                          "extract": r(extract_s), "task": r(max(0.0, times["kind"] - extract_s)),
                          "metrics": r(times["metrics"])},
-            **peak_memory(engine.device),
+            **peak_memory(execution.device),
         },
     }

@@ -1,4 +1,12 @@
-"""Turn a task kind's output arrays into metric entries with 95% confidence intervals."""
+"""Turn a task kind's per-sample outputs into metric entries with 95% confidence intervals.
+
+The contract, checked here with one-line errors naming the kind or the metric: a kind returns a
+mapping of output name -> array whose first axis is the sample (all the same length, numbers
+finite); an optional ``groups`` output gives each sample's group (intervals then resample whole
+groups). A metric returns per-sample scores (a masked array leaves samples out, e.g. rows whose
+label is outside the subset it scores), or for ``reduce="none"`` one value; NaN is an error and
+``None`` means undefined.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +15,88 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import PluginError
-from .intervals import bootstrap, wilson
+from .intervals import bootstrap_scores, bootstrap_statistic, reduce_scores, wilson
 from .registry import Registry
 from .result import finite_or_none
 from .specs import MetricSpec, load_object
 
+GROUPS = "groups"
+
+
+def check_outputs(kind: str, outputs: Any, needed: set[str]) -> dict[str, np.ndarray]:
+    """The kind's outputs as arrays, after the contract checks (see the module docstring)."""
+    if not isinstance(outputs, Mapping):
+        raise PluginError(f"task kind {kind!r} returned {type(outputs).__name__}, expected a mapping of arrays")
+    missing = sorted(needed - set(outputs))
+    if missing:
+        raise PluginError(f"task kind {kind!r} did not return output(s) {missing} (it returned {sorted(outputs)})")
+    arrays, lengths = {}, {}
+    for name, value in outputs.items():
+        array = np.asarray(value)
+        if array.ndim == 0:
+            raise PluginError(f"task kind {kind!r}: output {name!r} is a scalar; outputs are per-sample arrays")
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            bad = int((~np.isfinite(array)).reshape(len(array), -1).any(axis=1).sum())
+            raise PluginError(f"task kind {kind!r}: output {name!r} has NaN or inf values in {bad} sample(s)")
+        arrays[name], lengths[name] = array, len(array)
+    if len(set(lengths.values())) > 1:
+        raise PluginError(f"task kind {kind!r}: outputs have different numbers of samples: "
+                          f"{', '.join(f'{k}={v}' for k, v in sorted(lengths.items()))}")
+    return arrays
+
+
+def _per_sample(spec: MetricSpec, value: Any, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(scores, kept mask) from a per-sample metric's return value; None when undefined."""
+    if value is None:
+        return None
+    mask = np.ma.getmaskarray(value) if np.ma.isMaskedArray(value) else None
+    scores = np.asarray(np.ma.getdata(value), dtype=np.float64)
+    if scores.shape != (n,):
+        raise PluginError(f"metric {spec.name!r} returned shape {scores.shape}; per-sample scores must be ({n},)")
+    kept = np.ones(n, dtype=bool) if mask is None else ~mask
+    if not np.isfinite(scores[kept]).all():
+        raise PluginError(f"metric {spec.name!r} returned NaN or inf per-sample scores")
+    return scores, kept
+
 
 def score_metric(spec: MetricSpec, outputs: Mapping[str, np.ndarray], seed: int) -> dict[str, Any]:
     """Value and interval of one metric, as stored in a result."""
-    try:
-        arrays = {name: np.asarray(outputs[name]) for name in spec.inputs}
-    except KeyError as exc:
-        raise PluginError(f"metric {spec.name!r} needs output {exc.args[0]!r}, which the task kind did not return") from None
+    arrays = {argument: outputs[output] for argument, output in spec.arguments.items()}
+    groups = outputs.get(GROUPS)
     fn = load_object(spec.fn)
-    value = finite_or_none(fn(**arrays))
-    ci = None
-    if value is not None and spec.interval == "wilson":
+    value, ci, method = None, None, "bootstrap"
+    if spec.reduce == "none":
+        raw = fn(**arrays)
+        if raw is not None and not np.isfinite(float(raw)):
+            raise PluginError(f"metric {spec.name!r} returned {raw}; return None for an undefined value")
+        value = finite_or_none(raw)
+        if value is not None and spec.interval != "none":
+            ci = bootstrap_statistic(fn, arrays, seed, groups)
+    else:
         n = len(next(iter(arrays.values())))
-        ci = wilson(round(value * n), n)
-    elif value is not None and spec.interval == "bootstrap":
-        ci = bootstrap(fn, arrays, seed)
+        per_sample = _per_sample(spec, fn(**arrays), n)
+        if per_sample is not None and per_sample[1].any():
+            scores, kept = per_sample
+            scores = scores[kept]
+            classes = np.asarray(arrays[spec.classes_from])[kept] if spec.classes_from else None
+            kept_groups = np.asarray(groups)[kept] if groups is not None else None
+            value = reduce_scores(scores, classes)
+            binary = classes is None and kept_groups is None and np.isin(scores, (0.0, 1.0)).all()
+            if spec.interval == "wilson" and binary:
+                ci, method = wilson(int(scores.sum()), len(scores)), "wilson"
+            elif spec.interval != "none":
+                ci = bootstrap_scores(scores, seed, classes, kept_groups)
     return {
         "value": value,
         "ci95": list(ci) if ci else None,
-        "interval": spec.interval if ci else "none",
+        "interval": method if ci else "none",
         "higher_is_better": spec.higher_is_better,
         "unit": spec.unit,
     }
 
 
-def score(names: tuple[str, ...], metrics: Registry[MetricSpec], outputs: Mapping[str, np.ndarray], seed: int) -> dict[str, Any]:
-    """Every named metric over ``outputs``."""
-    return {name: score_metric(metrics.get(name), outputs, seed) for name in names}
+def score(kind: str, names: tuple[str, ...], metrics: Registry[MetricSpec], outputs: Any, seed: int) -> dict[str, Any]:
+    """Every named metric over the kind's ``outputs`` (checked first)."""
+    specs = [metrics.get(name) for name in names]
+    arrays = check_outputs(kind, outputs, {o for spec in specs for o in spec.outputs})
+    return {spec.name: score_metric(spec, arrays, seed) for spec in specs}

@@ -1,85 +1,194 @@
-"""What a task kind receives and returns."""
+"""What a task kind (and a trainer) receives: a narrow context, never the engine.
+
+A kind asks for rows, image features, text features, other models and a progress bar; it gets
+its spec's params already validated with defaults filled in. Batching, devices, precision, the
+feature store, data parallelism and caching all stay behind these methods.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 import numpy as np
 
 from .dataset import Split
+from .errors import DataError, SpecError, UsageError
+from .processgroup import ProcessGroup
 
 if TYPE_CHECKING:
     import datasets
 
-    from .auxiliary import Auxiliary
     from .features import Features
-    from .taskspec import TaskSpec
+    from .modelloader import ModelLoader
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where and how this process computes, for kinds and trainers that run their own torch code."""
+
+    device: str = "cpu"
+    dtype: str = "fp32"
+    group: ProcessGroup = field(default_factory=ProcessGroup, repr=False)
+
+    @property
+    def main(self) -> bool:
+        """True in the process that scores and writes (rank 0; always in a single process)."""
+        return self.group.main
+
+    @property
+    def world_size(self) -> int:
+        return self.group.world_size
+
+    def autocast(self) -> Any:
+        """The run's forward-pass precision (``--dtype``) as a context manager."""
+        from .execution import autocast
+
+        return autocast(self.device, self.dtype)
+
+    def once(self, fn: Callable[[], T]) -> T:
+        """``fn()`` computed on the main process only and its result given to every process: training
+        in a kind happens once under torchrun, never once per rank."""
+        return self.group.broadcast(fn() if self.main else None)
+
+
+@dataclass(frozen=True)
+class ModelFeatures:
+    """Features of one model (the one under test, or one a kind asked for with ``ctx.model``)."""
+
+    name: str
+    model: Any
+    _features: Features = field(repr=False)
+    _context: TaskContext = field(repr=False)
+
+    @property
+    def embed_dim(self) -> int | None:
+        return getattr(self.model, "embed_dim", None)
+
+    def images(self, column: str, split: str | None = None, output: str = "pooled",
+               rows: Sequence[int] | None = None) -> np.ndarray:
+        """Image features of ``column`` of ``split`` (default: the evaluated rows), in row order:
+        ``output="pooled"``: ``(N, D)``; ``"tokens@LAYER"``: ``(N, T, D)``. ``rows``: only these row
+        positions (e.g. a seeded subset of a train split), in that order; the rest are not extracted."""
+        data = self._context._split(split)
+        if rows is not None:
+            data = data.select(np.asarray(rows, dtype=np.int64))
+        where = self._context.where if split is None else f"{self._context.where}: split {split!r}"
+        return self._features.images(data, column, where=where, output=output)
+
+    def texts(self, strings: Sequence[str]) -> np.ndarray:
+        """``(N, D)`` text features, in order (cached per text)."""
+        return self._features.texts(list(strings), where=self._context.where)
 
 
 @dataclass(frozen=True)
 class TaskContext:
-    """One task on one model: the spec, the (possibly ``--limit``-ed) rows, and feature extraction.
+    """One task on one model (see the module docstring). Built by the runner, or by
+    :func:`harness.testing.task_context` over in-memory data."""
 
-    ``data`` is the evaluated rows as a ``datasets.Dataset`` (labels, other columns); ``split``
-    is the same rows with the identity the feature store keys them by: pass it to
-    ``features.images``. ``load_split(name)`` returns another split of the same source (e.g.
-    ``train`` for a linear probe) as a :class:`~harness.dataset.Split` (a bare Dataset from
-    hand-built contexts works too, uncached). ``encoder(name, needs, role)`` loads another
-    encoder the task needs (see :mod:`harness.auxiliary`).
-    """
-
-    spec: TaskSpec
-    data: datasets.Dataset
-    features: Features
+    name: str
+    params: Mapping[str, Any]
+    """The spec's ``params``: validated against the kind's schema, defaults filled in."""
+    columns: Mapping[str, str]
+    """Column role -> dataset column, as the spec maps them."""
     seed: int
-    where: str
-    load_split: Callable[[str], Split | datasets.Dataset]
-    split: Split | None = None
-    auxiliary: Auxiliary | None = None
+    compute: Compute
+    split: str
+    """The name of the evaluated split (``dataset.split`` of the spec)."""
+    _evaluated: Split = field(repr=False)
+    _load_split: Callable[[str], Split] = field(repr=False)
+    _features: Features = field(repr=False)
+    _loader: ModelLoader | None = field(default=None, repr=False)
+    _progress: bool = field(default=False, repr=False)
+    used_models: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    """What :meth:`model` loaded (recorded in the result as ``auxiliary_models``)."""
 
-    def __post_init__(self) -> None:
-        if self.split is None:
-            object.__setattr__(self, "split", Split(self.data))
+    @property
+    def where(self) -> str:
+        """How errors name this task."""
+        return f"task {self.name}"
 
     def column(self, role: str) -> str:
         """The dataset column the spec maps to ``role``."""
-        return self.spec.columns[role]
+        try:
+            return self.columns[role]
+        except KeyError:
+            raise SpecError(f"{self.where}: columns: no column mapped to role {role!r}") from None
 
-    def encoder(self, name: str, needs: str, role: str) -> Features:
-        """Features of encoder ``name`` (a harness name; it must embed ``needs``), e.g. a frozen tower:
-        loaded with the run's plugins, device, dtype and seed, extracted like the model's features,
-        and recorded in the result as an auxiliary model with ``role``."""
-        if self.auxiliary is None:
-            from .errors import UsageError
+    def rows(self, split: str | None = None) -> datasets.Dataset:
+        """The rows of ``split`` of the task's dataset (default: the evaluated rows, ``--limit`` applied)."""
+        return self._split(split).data
 
-            raise UsageError(f"{self.where}: needs encoder {name!r}, but this context cannot load encoders "
-                             "(it was built outside `harness run`)")
-        return self.auxiliary.features(name, needs, self.features, role)
+    def images(self, column: str, split: str | None = None, output: str = "pooled",
+               rows: Sequence[int] | None = None) -> np.ndarray:
+        """Image features of the model under test (see :meth:`ModelFeatures.images`)."""
+        return self.features.images(column, split, output, rows)
+
+    def texts(self, strings: Sequence[str]) -> np.ndarray:
+        """Text features of the model under test (see :meth:`ModelFeatures.texts`)."""
+        return self.features.texts(strings)
+
+    @property
+    def features(self) -> ModelFeatures:
+        """The model under test."""
+        return ModelFeatures(self._features.name, self._features.encoder, self._features, self)
+
+    def model(self, name: str, capability: str, role: str) -> ModelFeatures:
+        """Another model the kind needs (e.g. a frozen image tower), by harness name; it must declare
+        ``capability``. Loaded once per run with the run's plugins and execution config, extracted
+        through the same feature store under its own key, recorded in the result with ``role``."""
+        if self._loader is None:
+            raise UsageError(f"{self.where}: needs model {name!r}, but this context cannot load models "
+                             "(it was built without a loader)")
+        loaded = self._loader.load(name, capability)
+        record = loaded.record(role, self.compute.device)
+        if record not in self.used_models:
+            self.used_models.append(record)
+        features = self._features.for_encoder(loaded.model, loaded.key(self._loader.registries),
+                                               loaded.channels_last)
+        return ModelFeatures(loaded.spec.name, loaded.model, features, self)
+
+    def class_names(self, role: str = "label") -> list[str]:
+        """``params["classnames"]`` when the spec gives them, else the ClassLabel names of the column
+        mapped to ``role``."""
+        given = self.params.get("classnames")
+        if given:
+            return list(given)
+        feature = self.rows().features.get(self.column(role))
+        names = getattr(feature, "names", None)
+        if not names:
+            raise SpecError(f"{self.where}: params.classnames: required, column {self.column(role)!r} has no class names")
+        return list(names)
+
+    def labels(self, role: str = "label", split: str | None = None, n_classes: int | None = None) -> np.ndarray:
+        """Integer class labels of the column mapped to ``role``, checked to lie in ``[0, n_classes)``."""
+        column, rows = self.column(role), self.rows(split)
+        where = self.where if split is None else f"{self.where}: split {split!r}"
+        try:
+            labels = np.asarray(list(rows[column]), dtype=np.int64)
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: column {column!r} must hold integer class labels") from None
+        if n_classes is not None:
+            bad = labels[(labels < 0) | (labels >= n_classes)]
+            if len(bad):
+                raise DataError(f"{where}: column {column!r}: label {int(bad[0])} outside [0, {n_classes}) "
+                                f"({len(bad)} such rows)")
+        return labels
 
     def bar(self, iterable: Iterable[Any] | None = None, *, desc: str, total: int | None = None) -> Any:
         """A progress bar (tqdm) for a kind's own loops, e.g. training epochs; silent with
         ``--quiet``, when stderr is not a terminal, and on ranks other than 0."""
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, desc=desc, total=total, disable=not self.features.progress, leave=False)
+        return tqdm(iterable, desc=desc, total=total, disable=not (self._progress and self.compute.main), leave=False)
+
+    def _split(self, split: str | None) -> Split:
+        return self._evaluated if split is None else self._load_split(split)
 
 
 class TaskKind(Protocol):
-    """Evaluates a task: returns the named arrays (first axis = samples) its metrics consume."""
+    """Evaluates a task: returns per-sample arrays (first axis = samples) its metrics consume."""
 
     def evaluate(self, ctx: TaskContext) -> dict[str, np.ndarray]: ...
-
-
-def class_names(ctx: TaskContext, role: str = "label") -> list[str]:
-    """Class names from the spec's ``prompts.classnames``, else the label column's ClassLabel names."""
-    names: Any = ctx.spec.prompts.get("classnames")
-    if names:
-        return list(names)
-    from .errors import SpecError
-
-    feature = ctx.data.features.get(ctx.column(role))
-    names = getattr(feature, "names", None)
-    if not names:
-        raise SpecError(f"{ctx.spec.file}: prompts.classnames: required, column {ctx.column(role)!r} has no class names")
-    return list(names)

@@ -1,17 +1,25 @@
-"""Task specs: one YAML file per task, strictly validated, hashed into every result."""
+"""Task specs: one YAML file per task, strictly validated, hashed into every result.
+
+A spec may reference shared data files anywhere in its ``params``: a mapping ``{$file: PATH}`` is
+replaced by the file's content -- ``.txt``: its non-empty lines (a list of strings), ``.json`` /
+``.yaml``: the parsed value. PATH is relative to the spec's folder and must stay inside it (so
+plugins and task folders ship class names, templates and descriptors beside their specs). The
+spec hash covers the resolved content: editing a shared file changes the hash of every spec
+that uses it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import yaml
 
 from .errors import SpecError
-from .schema import first_error, validate_against
+from .schema import checked_params, first_error
 
 if TYPE_CHECKING:
     from .registry import Registries
@@ -44,8 +52,8 @@ class TaskSpec:
     sha256: str
     description: str = ""
     columns: Mapping[str, str] = field(default_factory=dict, compare=False)
-    prompts: Mapping[str, Any] = field(default_factory=dict, compare=False)
     params: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """As written, shared files resolved; with registries, validated and defaults filled in."""
 
 
 def _read_yaml(path: Path) -> Any:
@@ -62,6 +70,47 @@ def _read_yaml(path: Path) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{path}: invalid YAML{where}: {problem}") from None
+
+
+#: Largest shared data file a spec may reference.
+MAX_SHARED_FILE_BYTES = 16 * 2**20
+FILE_REF = "$file"
+
+
+def _read_shared(ref: Any, folder: Path, where: str) -> Any:
+    if not isinstance(ref, str) or not ref:
+        raise SpecError(f"{where}: {FILE_REF}: expected a relative file path")
+    path = (folder / ref).resolve()
+    if not path.is_relative_to(folder.resolve()) or not path.is_file():
+        raise SpecError(f"{where}: {FILE_REF}: {ref!r} is not a file inside {folder}")
+    if path.stat().st_size > MAX_SHARED_FILE_BYTES:
+        raise SpecError(f"{where}: {FILE_REF}: {ref!r} is larger than {MAX_SHARED_FILE_BYTES} bytes")
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{where}: {FILE_REF}: cannot read {ref!r}: {exc}") from None
+    if path.suffix == ".txt":
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    if path.suffix in (".json", ".yaml", ".yml"):
+        try:
+            return yaml.safe_load(text)  # JSON is YAML
+        except yaml.YAMLError as exc:
+            raise SpecError(f"{where}: {FILE_REF}: {ref!r} is not valid {path.suffix[1:].upper()}: "
+                            f"{str(exc).splitlines()[0]}") from None
+    raise SpecError(f"{where}: {FILE_REF}: {ref!r}: use a .txt, .json or .yaml file")
+
+
+def resolve_files(value: Any, folder: Path, where: str) -> Any:
+    """``value`` with every ``{$file: PATH}`` mapping replaced by the file's content (see the module docstring)."""
+    if isinstance(value, dict):
+        if FILE_REF in value:
+            if len(value) != 1:
+                raise SpecError(f"{where}: a {{{FILE_REF}: PATH}} mapping may have no other keys")
+            return _read_shared(value[FILE_REF], folder, where)
+        return {key: resolve_files(item, folder, f"{where}.{key}") for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolve_files(item, folder, f"{where}[{i}]") for i, item in enumerate(value)]
+    return value
 
 
 def spec_hash(raw: Mapping[str, Any]) -> str:
@@ -81,6 +130,7 @@ def load_task_spec(path: Path, registries: Registries | None = None) -> TaskSpec
         raise SpecError(f"{path}: name: {raw['name']!r} must equal the file stem {path.stem!r}")
     if raw["main_score"] not in raw["metrics"]:
         raise SpecError(f"{path}: main_score: {raw['main_score']!r} not in metrics {raw['metrics']}")
+    raw["params"] = resolve_files(raw.get("params", {}), path.parent, f"{path}: params")
     source = dict(raw["dataset"])
     if "path" in source:
         local = Path(source["path"]).expanduser()
@@ -96,16 +146,14 @@ def load_task_spec(path: Path, registries: Registries | None = None) -> TaskSpec
         sha256=spec_hash(raw),
         description=raw.get("description", ""),
         columns=raw.get("columns", {}),
-        prompts=raw.get("prompts", {}),
-        params=raw.get("params", {}),
+        params=raw["params"],
     )
-    if registries is not None:
-        check_against_plugins(spec, registries)
-    return spec
+    return check_against_plugins(spec, registries) if registries is not None else spec
 
 
-def check_against_plugins(spec: TaskSpec, registries: Registries) -> None:
-    """Kind, metrics, builder, columns and params must match what the plugins provide."""
+def check_against_plugins(spec: TaskSpec, registries: Registries) -> TaskSpec:
+    """Kind, metrics, builder, columns and params must match what the plugins provide; returns the
+    spec with its params validated and defaults filled in."""
     where = spec.file
 
     def allowed(kind: str, name: str, names: Any) -> SpecError:
@@ -117,7 +165,7 @@ def check_against_plugins(spec: TaskSpec, registries: Registries) -> None:
     for metric in spec.metrics:
         if metric not in registries.metrics:
             raise allowed("metrics", metric, list(registries.metrics))
-        missing = set(registries.metrics.get(metric).inputs) - kind.outputs
+        missing = registries.metrics.get(metric).outputs - kind.outputs
         if missing:
             raise SpecError(
                 f"{where}: metrics: {metric!r} needs {sorted(missing)}, which kind {spec.kind!r} "
@@ -128,6 +176,4 @@ def check_against_plugins(spec: TaskSpec, registries: Registries) -> None:
     missing_roles = [role for role in kind.columns if role not in spec.columns]
     if missing_roles:
         raise SpecError(f"{where}: columns: kind {spec.kind!r} needs roles {list(kind.columns)}; missing {missing_roles}")
-    problem = validate_against(dict(kind.params_schema) or {"type": "object", "maxProperties": 0}, dict(spec.params))
-    if problem:
-        raise SpecError(f"{where}: params.{problem}" if not problem.startswith("<top>") else f"{where}: params{problem[5:]}")
+    return replace(spec, params=checked_params(dict(kind.params_schema), dict(spec.params), str(where)))

@@ -111,6 +111,8 @@ def test_token_outputs_are_cached_separately(tmp_path: Path) -> None:
 
 def test_bf16_autocast_on_cpu_is_close_to_fp32() -> None:
     class Linear(Recorder):
+        embed_dim = 8
+
         def __init__(self) -> None:
             super().__init__()
             torch.manual_seed(0)
@@ -151,8 +153,11 @@ def full_run(tiny_openclip: dict, image_folder: Path, tmp_path_factory: pytest.T
 
 def test_v2_result_records_execution_cache_and_cost(full_run: dict) -> None:
     doc = full_run["doc"]
-    assert doc["schema_version"] == 3
+    assert doc["schema_version"] == 4
+    assert doc["model"]["capabilities"] == ["image_embed", "image_tokens", "text_embed"]
+    assert doc["model"]["code_fingerprint"].startswith("sha256:")
     execution = doc["execution"]
+    assert execution["dtype_mode"] == "autocast"
     assert execution["batch_size"] == DEFAULT_CPU and execution["batch_size_requested"] == "auto"
     assert execution["world_size"] == 1 and execution["num_workers"] == 0
     record = execution["determinism"]

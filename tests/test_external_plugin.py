@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,10 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "harness-colorhist"
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example installed by pip into a folder of its own (the venv stays untouched)."""
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("source") / EXAMPLE.name  # pip leaves build/ beside what it builds
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(EXAMPLE)], check=True, capture_output=True)
+                    "--target", str(target), str(source)], check=True, capture_output=True)
     return target
 
 
@@ -31,13 +34,13 @@ def harness(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_listed_with_its_distribution(site: Path) -> None:
     plugins = harness(site, "plugins").stdout
     assert "colorhist\tharness_colorhist\tharness-colorhist 0.1.0" in plugins
-    assert "colorhist:rgb-4\t[colorhist]" in harness(site, "list", "encoders").stdout
+    assert "colorhist:rgb-4\t[colorhist]" in harness(site, "list", "models").stdout
     assert "scenes_colors_linear_probe_colorhist\t[colorhist]" in harness(site, "list", "tasks").stdout
 
 
 def test_blocked_with_p_no(site: Path) -> None:
     assert "colorhist" not in harness(site, "plugins", "-p", "no:colorhist").stdout
-    listing = harness(site, "list", "encoders", "-p", "no:colorhist")
+    listing = harness(site, "list", "models", "-p", "no:colorhist")
     assert listing.returncode == 0 and "colorhist" not in listing.stdout
 
 
@@ -52,4 +55,13 @@ def test_run_uses_its_encoder_and_task(site: Path, tmp_path: Path) -> None:
     assert doc["main_score"]["value"] > 0.8  # colour histograms separate colours
     blocked = harness(site, "run", "--model", "colorhist:rgb-4", "--task", "scenes_colors_linear_probe_colorhist",
                       "-p", "no:colorhist", "--output-dir", str(tmp_path / "b"))
-    assert blocked.returncode == 2 and "unknown encoder 'colorhist:rgb-4'" in blocked.stderr
+    assert blocked.returncode == 2 and "unknown model 'colorhist:rgb-4'" in blocked.stderr
+
+
+def test_its_task_kind_and_metric_run_from_the_installed_package(site: Path, tmp_path: Path) -> None:
+    proc = harness(site, "run", "--quiet", "--model", "colorhist:rgb-4", "--task", "scenes_colors_centroid_colorhist",
+                   "--output-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    doc = read_result(Path(proc.stdout.strip()))
+    assert doc["task"]["kind"] == "nearest_centroid" and doc["metrics"]["reciprocal_rank"]["unit"] == "raw"
+    assert doc["main_score"]["value"] > 0.4  # 10 colours: chance is 0.1

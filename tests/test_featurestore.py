@@ -26,7 +26,6 @@ from test_run import task_file
 class Recorder:
     """A tiny deterministic encoder that counts what it embeds; ``scale`` stands for its weights."""
 
-    modalities = frozenset({"image", "text"})
     embed_dim = 4
 
     def __init__(self, scale: float = 1.0, preprocess_fingerprint: str | None = None) -> None:

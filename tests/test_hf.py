@@ -1,4 +1,4 @@
-"""The transformers plugin: name grammar, modality detection, and real from_pretrained loads of tiny saves."""
+"""The transformers plugin: name grammar, capability detection, and real from_pretrained loads of tiny saves."""
 
 from __future__ import annotations
 
@@ -13,16 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.encoder import LoadOptions, state_fingerprint
+from harness import ExecutionConfig, IncompatibleError, LoadContext, ModelLoadError, ModelSpec, UnknownNameError
+from harness import state_fingerprint
 from harness.dataset import Split
-from harness.errors import IncompatibleError, ModelLoadError, UnknownNameError
 from harness.features import Features
 from harness.featurestore import FeatureStore
+from harness.models import build_model
 from harness.pluginmanager import get_plugin_manager
 from harness.registry import collect
-from harness.specs import EncoderSpec
-from harness_hf import harness_register_encoders, harness_resolve_encoder
-from harness_hf.encoder import load
+from harness_hf import harness_register_models, harness_resolve_model
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -31,7 +30,8 @@ Image = pytest.importorskip("PIL.Image")
 SMALL = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2}
 VISION = dict(SMALL, image_size=32, patch_size=8)
 TEXTS = ["a photo of a cat", "a dog", "Überraschung, mon ami! 42"]
-IMAGE_TEXT, IMAGE = frozenset({"image", "text"}), frozenset({"image"})
+IMAGE = frozenset({"image_embed", "image_tokens"})
+IMAGE_TEXT = IMAGE | {"text_embed"}
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -92,10 +92,15 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "images": images}
 
 
-def _resolve(name: str) -> EncoderSpec:
-    spec = harness_resolve_encoder(name=name)
+def _resolve(name: str) -> ModelSpec:
+    spec = harness_resolve_model(name=name)
     assert spec is not None
     return spec
+
+
+def load(spec: ModelSpec):  # noqa: ANN201
+    """Build through the core: the factory, then the check of the declared capabilities."""
+    return build_model(spec, LoadContext(ExecutionConfig(device="cpu")))
 
 
 def _one_line(error: pytest.ExceptionInfo, name: str) -> str:
@@ -108,35 +113,35 @@ def _pixels(encoder, images) -> torch.Tensor:
     return torch.stack([encoder.preprocess(image) for image in images])
 
 
-# --- names and modalities ----------------------------------------------------------------------
+# --- names and capabilities ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "canonical", "revision", "modalities"), [
+@pytest.mark.parametrize(("name", "canonical", "revision", "capabilities"), [
     ("hf:openai/clip-vit-large-patch14", "hf:openai/clip-vit-large-patch14", None, IMAGE_TEXT),
     ("hf:google/siglip-so400m-patch14-384@main", "hf:google/siglip-so400m-patch14-384@main", "main", IMAGE_TEXT),
     ("hf:facebook/dinov2-large@" + COMMIT, "hf:facebook/dinov2-large@" + COMMIT, COMMIT, IMAGE),
     ("hf:microsoft/resnet-50", "hf:microsoft/resnet-50", None, IMAGE),
     ("hf:gpt2", "hf:gpt2", None, IMAGE),
 ])
-def test_uncached_hub_ids_guess_modalities_from_the_name(name: str, canonical: str, revision, modalities) -> None:
+def test_uncached_hub_ids_guess_capabilities_from_the_name(name: str, canonical: str, revision, capabilities) -> None:
     spec = _resolve(name)
-    assert (spec.name, spec.revision, spec.modalities) == (canonical, revision, modalities)
+    assert (spec.name, spec.revision, spec.capabilities) == (canonical, revision, capabilities)
     assert spec.args == {"path": canonical[3:].partition("@")[0], "hub": True, "guessed": True}
 
 
-def test_cached_hub_config_decides_modalities(saved: dict) -> None:
+def test_cached_hub_config_decides_capabilities(saved: dict) -> None:
     spec = _resolve("hf:harness-test/tiny-clip-named-dino")  # the name suggests CLIP, nothing cached
-    assert spec.modalities == IMAGE_TEXT and spec.args["guessed"]
+    assert spec.capabilities == IMAGE_TEXT and spec.args["guessed"]
     spec = _resolve("hf:harness-test/tiny-dino")
-    assert spec.modalities == IMAGE and not spec.args["guessed"]
+    assert spec.capabilities == IMAGE and not spec.args["guessed"]
 
 
 @pytest.mark.parametrize("kind", ["clip", "siglip", "dinov2", "vit"])
-def test_local_dirs_read_modalities_from_config_json(saved: dict, kind: str) -> None:
+def test_local_dirs_read_capabilities_from_config_json(saved: dict, kind: str) -> None:
     path = saved["paths"][kind]
     spec = _resolve(f"hf:{path}")
     assert spec.name == f"hf:{path}" and spec.revision is None and spec.args["hub"] is False
-    assert spec.modalities == (IMAGE if kind in ("dinov2", "vit") else IMAGE_TEXT)
+    assert spec.capabilities == (IMAGE if kind in ("dinov2", "vit") else IMAGE_TEXT)
 
 
 def test_relative_and_home_paths_are_local(saved: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,13 +155,13 @@ def test_relative_and_home_paths_are_local(saved: dict, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("name", ["openclip:ViT-B-32/openai", "facebook/dinov2-small", "HF:gpt2", ""])
 def test_other_prefixes_are_not_ours(name: str) -> None:
-    assert harness_resolve_encoder(name=name) is None
+    assert harness_resolve_model(name=name) is None
 
 
 @pytest.mark.parametrize("name", ["hf:", "hf:a/b/c", "hf:org/repo@", "hf:org/re po", "hf:@main"])
 def test_malformed_names_say_the_grammar(name: str) -> None:
     with pytest.raises(UnknownNameError, match="hf:ORG/REPO"):
-        harness_resolve_encoder(name=name)
+        harness_resolve_model(name=name)
 
 
 def test_unusable_local_dirs_fail_at_resolve(tmp_path: Path) -> None:
@@ -169,22 +174,22 @@ def test_unusable_local_dirs_fail_at_resolve(tmp_path: Path) -> None:
         if config is not None:
             (path / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
         with pytest.raises(ModelLoadError) as error:
-            harness_resolve_encoder(name=f"hf:{path}")
+            harness_resolve_model(name=f"hf:{path}")
         assert words in _one_line(error, f"hf:{path}")
 
 
 def test_well_known_names_are_registered() -> None:
-    specs = {spec.name: spec for spec in harness_register_encoders()}
-    assert specs["hf:openai/clip-vit-base-patch32"].modalities == IMAGE_TEXT
-    assert specs["hf:facebook/dinov2-small"].modalities == IMAGE
+    specs = {spec.name: spec for spec in harness_register_models()}
+    assert specs["hf:openai/clip-vit-base-patch32"].capabilities == IMAGE_TEXT
+    assert specs["hf:facebook/dinov2-small"].capabilities == IMAGE
     registries = collect(get_plugin_manager())
-    assert registries.encoders.entry("hf:facebook/dinov2-base").plugin == "hf"
-    assert registries.resolve_encoder("hf:org/some-siglip")[1] == "hf"
+    assert registries.models.entry("hf:facebook/dinov2-base").plugin == "hf"
+    assert registries.resolve_model("hf:org/some-siglip")[1] == "hf"
 
 
 def test_resolving_imports_no_torch_or_transformers() -> None:
-    code = ("import sys, harness_hf as p; p.harness_register_encoders();"
-            "p.harness_resolve_encoder(name='hf:org/repo@v1');"
+    code = ("import sys, harness_hf as p; p.harness_register_models();"
+            "p.harness_resolve_model(name='hf:org/repo@v1');"
             "assert not {'torch', 'transformers'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -193,9 +198,10 @@ def test_resolving_imports_no_torch_or_transformers() -> None:
 
 
 def test_clip_matches_transformers(saved: dict) -> None:
-    encoder = load(_resolve(f"hf:{saved['paths']['clip']}"), LoadOptions())
+    encoder = load(_resolve(f"hf:{saved['paths']['clip']}"))
     reference, images = saved["models"]["clip"], saved["images"]
-    assert encoder.modalities == IMAGE_TEXT and encoder.embed_dim == 32 and not encoder.model.training
+    assert callable(encoder.encode_text) and encoder.embed_dim == 32 and not encoder.model.training
+    assert not hasattr(encoder, "modalities")
     processor = transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     pixels = _pixels(encoder, images)
     assert torch.allclose(pixels, processor(images=images, return_tensors="pt")["pixel_values"])
@@ -210,7 +216,7 @@ def test_clip_matches_transformers(saved: dict) -> None:
 
 
 def test_siglip_pads_text_to_max_length(saved: dict) -> None:
-    encoder = load(_resolve(f"hf:{saved['paths']['siglip']}"), LoadOptions())
+    encoder = load(_resolve(f"hf:{saved['paths']['siglip']}"))
     reference, tokenizer = saved["models"]["siglip"], saved["tokenizer"]
     full = tokenizer(TEXTS, padding="max_length", max_length=16, truncation=True, return_tensors="pt")
     longest = tokenizer(TEXTS, padding=True, return_tensors="pt")
@@ -225,9 +231,9 @@ def test_siglip_pads_text_to_max_length(saved: dict) -> None:
 
 
 def test_dinov2_embeds_the_normed_cls_token(saved: dict) -> None:
-    encoder = load(_resolve(f"hf:{saved['paths']['dinov2']}"), LoadOptions())
+    encoder = load(_resolve(f"hf:{saved['paths']['dinov2']}"))
     reference = saved["models"]["dinov2"]
-    assert encoder.modalities == IMAGE and encoder.tokenizer is None and encoder.embed_dim == 64
+    assert not hasattr(encoder, "encode_text") and not hasattr(encoder, "tokenizer") and encoder.embed_dim == 64
     pixels = _pixels(encoder, saved["images"])
     with torch.inference_mode():
         out = reference(pixel_values=pixels)
@@ -237,7 +243,7 @@ def test_dinov2_embeds_the_normed_cls_token(saved: dict) -> None:
 
 
 def test_vit_embeds_the_cls_token_not_the_tanh_pooler(saved: dict) -> None:
-    encoder = load(_resolve(f"hf:{saved['paths']['vit']}"), LoadOptions())
+    encoder = load(_resolve(f"hf:{saved['paths']['vit']}"))
     pixels = _pixels(encoder, saved["images"])
     with torch.inference_mode():
         out = saved["models"]["vit"](pixel_values=pixels)
@@ -249,22 +255,22 @@ def test_vit_embeds_the_cls_token_not_the_tanh_pooler(saved: dict) -> None:
 def test_hub_cache_loads_offline_with_its_commit(saved: dict) -> None:
     expected = state_fingerprint(saved["models"]["dinov2"])
     for name in ("hf:harness-test/tiny-dino", f"hf:harness-test/tiny-dino@{COMMIT}"):
-        provenance = load(_resolve(name), LoadOptions()).provenance()
+        provenance = load(_resolve(name)).provenance()
         assert provenance["revision"] == COMMIT and provenance["fingerprint"] == expected
 
 
 def test_uncached_hub_ids_say_the_hub_is_unreachable() -> None:
     for name in ("hf:openai/clip-vit-base-patch32", "hf:harness-test/tiny-dino@v2"):
         with pytest.raises(ModelLoadError) as error:
-            load(_resolve(name), LoadOptions())
+            load(_resolve(name))
         assert "hub is unreachable (HF_HUB_OFFLINE is set)" in _one_line(error, name)
 
 
 def test_wrong_guess_is_caught_at_load(saved: dict) -> None:
-    spec = EncoderSpec(name="hf:harness-test/tiny-dino", factory="harness_hf.encoder:load", modalities=IMAGE_TEXT,
-                       args={"path": "harness-test/tiny-dino", "hub": True, "guessed": True})
+    spec = ModelSpec(name="hf:harness-test/tiny-dino", factory="harness_hf.encoder:load", capabilities=IMAGE_TEXT,
+                     args={"path": "harness-test/tiny-dino", "hub": True, "guessed": True})
     with pytest.raises(ModelLoadError, match="guessed from its name .* as image\\+text but is image"):
-        load(spec, LoadOptions())
+        load(spec)
 
 
 def test_corrupt_or_missing_weights(saved: dict, tmp_path: Path) -> None:
@@ -273,15 +279,15 @@ def test_corrupt_or_missing_weights(saved: dict, tmp_path: Path) -> None:
     (broken / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{bad}")
     spec = _resolve(f"hf:{broken}")
     with pytest.raises(ModelLoadError) as error:
-        load(spec, LoadOptions())
+        load(spec)
     _one_line(error, spec.name)
     os.remove(broken / "model.safetensors")
     with pytest.raises(ModelLoadError) as error:
-        load(spec, LoadOptions())
+        load(spec)
     _one_line(error, spec.name)
     shutil.rmtree(broken)
     with pytest.raises(ModelLoadError, match="directory not found"):
-        load(spec, LoadOptions())
+        load(spec)
 
 
 # --- token-level outputs -----------------------------------------------------------------------
@@ -294,7 +300,7 @@ def _tokens(encoder, pixels, layer=None) -> torch.Tensor:
 
 @pytest.mark.parametrize("kind", ["vit", "dinov2"])
 def test_vit_tokens_are_cls_then_patches_after_the_final_norm(saved: dict, kind: str) -> None:
-    encoder = load(_resolve(f"hf:{saved['paths'][kind]}"), LoadOptions())
+    encoder = load(_resolve(f"hf:{saved['paths'][kind]}"))
     pixels = _pixels(encoder, saved["images"])
     tokens = _tokens(encoder, pixels)
     assert tokens.shape == (2, 1 + (32 // 8) ** 2, 64)
@@ -307,7 +313,7 @@ def test_vit_tokens_are_cls_then_patches_after_the_final_norm(saved: dict, kind:
 
 
 def test_dual_encoder_tokens_come_from_the_vision_tower(saved: dict) -> None:
-    encoder = load(_resolve(f"hf:{saved['paths']['clip']}"), LoadOptions())
+    encoder = load(_resolve(f"hf:{saved['paths']['clip']}"))
     pixels = _pixels(encoder, saved["images"])
     tokens, first = _tokens(encoder, pixels), _tokens(encoder, pixels, 1)
     assert tokens.shape == first.shape == (2, 17, 64)
@@ -320,7 +326,7 @@ def test_dual_encoder_tokens_come_from_the_vision_tower(saved: dict) -> None:
 
 
 def test_conv_feature_maps_become_grid_tokens(saved: dict) -> None:
-    encoder = load(_resolve(f"hf:{saved['paths']['resnet']}"), LoadOptions())
+    encoder = load(_resolve(f"hf:{saved['paths']['resnet']}"))
     pixels = _pixels(encoder, saved["images"])
     tokens = _tokens(encoder, pixels)
     assert tokens.shape == (2, 4 * 4, 16)  # the stem divides 32 pixels by 4, the second stage by 2
@@ -333,14 +339,14 @@ def test_conv_feature_maps_become_grid_tokens(saved: dict) -> None:
 
 @pytest.mark.parametrize("layer", [3, -4, 100])
 def test_out_of_range_layers_name_the_valid_range(saved: dict, layer: int) -> None:
-    encoder = load(_resolve(f"hf:{saved['paths']['vit']}"), LoadOptions())
+    encoder = load(_resolve(f"hf:{saved['paths']['vit']}"))
     with pytest.raises(IncompatibleError, match=r"3 hidden states .*in -3\.\.2, got " + str(layer)):
         _tokens(encoder, _pixels(encoder, saved["images"]), layer)
 
 
 def test_token_features_are_cached_per_layer(saved: dict, tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
-    encoder = load(_resolve(f"hf:{saved['paths']['vit']}"), LoadOptions())
+    encoder = load(_resolve(f"hf:{saved['paths']['vit']}"))
     data = Split(datasets.Dataset.from_dict({"image": saved["images"] * 2},
                                             features=datasets.Features({"image": datasets.Image()})),
                  {"source": "path", "id": "/data/tiny", "revision": None, "fingerprint": "f0", "split": "test"})

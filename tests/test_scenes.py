@@ -15,6 +15,7 @@ import pytest
 
 from harness.dataset import load_dataset
 from harness.errors import DataError
+from harness.execution import ExecutionConfig
 from harness.pluginmanager import get_plugin_manager
 from harness.registry import collect
 from harness.taskspec import DatasetSource
@@ -49,6 +50,24 @@ def test_registered_and_loaded_through_the_core(registries):
                                "fingerprint": parse({"n": 12}, "test").fingerprint, "config": {"n": 12}}
     assert loaded.data.features["shape"].names == list(SHAPES)
     assert loaded.data.features["color"].names == list(COLORS)
+
+
+def test_the_disk_cache_lives_under_the_runs_cache_root(registries, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "env"))
+    config = {"n": 5, "seed": 41}
+    fingerprint = parse(config, "test").fingerprint
+    execution = ExecutionConfig(cache_dir=tmp_path / "run")
+    loaded = load_dataset(DatasetSource(split="test", builder="scenes", config=config), registries,
+                          execution=execution)
+    assert len(loaded.data) == 5
+    assert (tmp_path / "run" / "scenes" / fingerprint / "state.json").exists()
+    assert not (tmp_path / "env").exists()  # the run's --cache-dir, not the default root
+    # another root gets its own copy; without an execution nothing is written
+    builder.build(config, "test", ExecutionConfig(cache_dir=tmp_path / "other"))
+    assert (tmp_path / "other" / "scenes" / fingerprint / "state.json").exists()
+    assert builder.cache_dir(None) is None
+    builder.build({"n": 4, "seed": 42}, "test")
+    assert not (tmp_path / "env").exists()
 
 
 def test_bad_config_becomes_a_clear_data_error(registries):
@@ -116,22 +135,22 @@ def test_rows_are_prefix_stable_in_n():
 
 def test_same_bytes_and_fingerprint_in_another_process_and_disk_cache_reuse(tmp_path):
     script = (
-        "import hashlib, json; from harness_scenes import builder; "
-        "d = builder.build({'n': 10, 'max_objects': 3}, 'test'); "
+        "import hashlib, json, sys; from harness import ExecutionConfig; from harness_scenes import builder; "
+        "d = builder.build({'n': 10, 'max_objects': 3}, 'test', ExecutionConfig(cache_dir=sys.argv[1])); "
         "raw = d.cast_column('image', type(d.features['image'])(decode=False))['image']; "
         "print(json.dumps([d._fingerprint, hashlib.sha256(b''.join(i['bytes'] for i in raw)).hexdigest(), "
         "bool(d.cache_files)]))"
     )
-    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path), "PYTHONHASHSEED": "123"}
+    env = {**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "env"), "PYTHONHASHSEED": "123"}
     run = lambda: json.loads(subprocess.run(  # noqa: E731
-        [sys.executable, "-c", script], env=env, check=True, capture_output=True, text=True,
+        [sys.executable, "-c", script, str(tmp_path / "root")], env=env, check=True, capture_output=True, text=True,
     ).stdout.strip().splitlines()[-1])
     here = builder.generate(parse({"n": 10, "max_objects": 3}, "test"))
     fingerprint, digest, from_disk = run()
     assert (fingerprint, digest, from_disk) == (here._fingerprint, image_digest(here), False)
-    cached = tmp_path / "scenes" / fingerprint
-    assert (cached / "state.json").exists()
-    assert [p.name for p in (tmp_path / "scenes").iterdir()] == [fingerprint]  # no temporary folders left
+    cached = tmp_path / "root" / "scenes" / fingerprint
+    assert (cached / "state.json").exists() and not (tmp_path / "env").exists()
+    assert [p.name for p in (tmp_path / "root" / "scenes").iterdir()] == [fingerprint]  # no temporary folders left
     assert run() == [fingerprint, digest, True]  # the second process reads the first one's cache
 
 
@@ -239,13 +258,12 @@ def test_export_round_trips_through_path_datasets(tmp_path, registries):
         builder.export(config, "test", tmp_path, format="zip")
 
 
-def test_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch):
-    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+def test_a_damaged_cache_is_rebuilt(tmp_path):
     config = {"n": 3, "seed": 77}
     broken = tmp_path / "scenes" / parse(config, "test").fingerprint
     broken.mkdir(parents=True)
     (broken / "state.json").write_text("{not json")
     with pytest.warns(UserWarning, match="rebuilding unreadable cache"):
-        data = builder.build(config, "test")
+        data = builder.build(config, "test", ExecutionConfig(cache_dir=tmp_path))
     assert len(data) == 3 and data._fingerprint == broken.name
-    assert builder._from_disk(parse(config, "test")) is not None
+    assert builder._from_disk(parse(config, "test"), tmp_path / "scenes") is not None

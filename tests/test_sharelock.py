@@ -17,7 +17,7 @@ import pytest
 
 
 torch = pytest.importorskip("torch")
-from harness.errors import ModelLoadError, UsageError  # noqa: E402
+from harness import ModelLoadError, UsageError  # noqa: E402
 from harness_sharelock import checkpoint, lightning  # noqa: E402
 from harness_sharelock.config import ShareLockConfig  # noqa: E402
 from harness_sharelock.model import ShareLock, clip_loss  # noqa: E402
@@ -68,6 +68,41 @@ def test_config_rejects_unknown_and_bad_values() -> None:
     assert SMALL.replace(max_steps=7).max_steps == 7
     with pytest.raises(UsageError, match="precision must be one of 32-true, bf16-mixed, tf32"):
         ShareLockConfig(precision="fp8")
+
+
+def test_trainer_config_is_flat_with_one_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import fields
+
+    from harness.cli import main
+    from harness.schema import checked_params
+    from harness_sharelock.job import DATA_KEYS, config_schema, head_config
+
+    schema = config_schema()
+    keys = set(schema["propertyNames"]["enum"])
+    assert keys == {*DATA_KEYS, *(f.name for f in fields(ShareLockConfig))} - {"seed"}  # the seed is --seed
+    assert set(schema["properties"]) == keys - {"batch_size"}  # --batch-size is the extraction batch size
+    config = checked_params(schema, {"vision": "v", "language": "l", "pairs": "p", "max_steps": 7, "batch_size": 8},
+                            "harness train sharelock", field="config")
+    assert (config["split"], config["pairs_config"], config["lightning"], config["learning_rate"]) == ("train", {}, False, 1e-3)
+    assert head_config(config, seed=5) == ShareLockConfig(max_steps=7, batch_size=8, seed=5)
+    assert head_config({"vision": "v"}, seed=42) == ShareLockConfig()  # --seed 42: the reference
+    with pytest.raises(SystemExit) as exit_:  # the core builds the command from the schema without a clash
+        main(["train", "sharelock", "--help"])
+    assert exit_.value.code == 0
+    printed = capsys.readouterr().out
+    assert "--max-steps" in printed and "--lightning" in printed and "--pairs-config" in printed
+
+
+def test_folder_files_are_what_save_writes(tmp_path: Path) -> None:
+    model = train(SMALL.replace(max_steps=2), *_aligned(), progress=False).model
+    meta = {"vision": {"name": "v"}, "language": {"name": "l"}}
+    files = checkpoint.files(model, meta)
+    assert list(files) == [checkpoint.WEIGHTS, checkpoint.META]  # weights first: a sharelock.json means complete
+    checkpoint.save(tmp_path, model, meta)
+    assert {name: (tmp_path / name).read_bytes() for name in files} == files
+    (tmp_path / "sharelock.ckpt").write_bytes(lightning.dumps(model, meta, global_step=2))
+    loaded, doc = lightning.load(tmp_path / "sharelock.ckpt")
+    assert doc == meta and torch.load(tmp_path / "sharelock.ckpt", weights_only=True)["global_step"] == 2
 
 
 # -- model ----------------------------------------------------------------------------------------

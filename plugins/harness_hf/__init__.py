@@ -1,4 +1,4 @@
-"""transformers encoders: CLIP-style dual encoders and vision backbones, from the hub or local dirs.
+"""transformers models: CLIP-style dual encoders and vision backbones, from the hub or local dirs.
 
 Names are parsed in :mod:`harness_hf.names` without importing torch or transformers; the
 model is built by :func:`harness_hf.encoder.load` only when a run needs it.
@@ -6,19 +6,18 @@ model is built by :func:`harness_hf.encoder.load` only when a run needs it.
 
 from __future__ import annotations
 
-from harness import hookimpl
-from harness.specs import EncoderSpec
+from harness import ModelSpec, hookimpl
 
-from .names import parse, well_known
+from . import names
 
 
 @hookimpl
-def harness_register_encoders() -> list[EncoderSpec]:
+def harness_register_models() -> list[ModelSpec]:
     """A few well-known hub models; any other ``hf:`` name resolves (see :mod:`harness_hf.names`)."""
-    return well_known()
+    return names.well_known()
 
 
 @hookimpl
-def harness_resolve_encoder(name: str) -> EncoderSpec | None:
+def harness_resolve_model(name: str) -> ModelSpec | None:
     """Any ``hf:`` name; None for other prefixes."""
-    return parse(name)
+    return names.parse(name)

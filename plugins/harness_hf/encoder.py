@@ -1,4 +1,7 @@
-"""transformers image and image+text encoders behind harness's encoder protocol.
+"""transformers image and image+text encoders behind harness's model capabilities.
+
+Vision backbones (:class:`HfEncoder`) are ``image_embed`` and ``image_tokens``; dual encoders
+(:class:`HfDualEncoder`) are also ``text_embed``.
 
 Which output is the embedding:
 
@@ -36,13 +39,10 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Any, Sequence
 
-from harness.encoder import LoadOptions, layer_index, n_parameters, state_fingerprint
-from harness.errors import IncompatibleError, ModelLoadError
-from harness.hub import cached_commit, first_line, hub_failure
-from harness.specs import EncoderSpec
-from harness.torchcompat import ensure_torchvision
+from harness import (IncompatibleError, LoadContext, ModelLoadError, ModelSpec, cached_commit, ensure_torchvision,
+                     first_line, hub_failure, layer_index, n_parameters, state_fingerprint)
 
-from .names import IMAGE, IMAGE_TEXT, modalities_of
+from .names import capabilities_of, kind
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -53,13 +53,11 @@ MAX_LENGTH_PADDING = frozenset({"siglip"})
 
 
 class HfEncoder:
-    """A transformers model with its image processor (and tokenizer, for dual encoders)."""
+    """A transformers vision backbone with its image processor (``image_embed``, ``image_tokens``)."""
 
-    def __init__(self, model: Any, image_processor: Any, tokenizer: Any | None, revision: str | None,
-                 device: str) -> None:
-        self.model, self.image_processor, self.tokenizer = model, image_processor, tokenizer
+    def __init__(self, model: Any, image_processor: Any, revision: str | None, device: str) -> None:
+        self.model, self.image_processor = model, image_processor
         self.model_type = str(getattr(model.config, "model_type", ""))
-        self.modalities = IMAGE_TEXT if tokenizer is not None else IMAGE
         self.revision, self.device = revision, device
         self.embed_dim: int | None = None
         self._fingerprint: str | None = None
@@ -70,8 +68,6 @@ class HfEncoder:
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         """``(N, C, H, W)`` on the model's device -> ``(N, D)`` unnormalised (see module docstring)."""
-        if self.tokenizer is not None:
-            return _tensor(self.model.get_image_features(pixel_values=pixels))
         outputs = self.model(pixel_values=pixels)
         hidden, pooled = outputs.last_hidden_state, getattr(outputs, "pooler_output", None)
         if self.model_type in CLS_TYPES or pooled is None:
@@ -80,9 +76,7 @@ class HfEncoder:
 
     def encode_image_tokens(self, pixels: torch.Tensor, layer: int | None = None) -> torch.Tensor:
         """``(N, C, H, W)`` -> ``(N, T, D)`` tokens of the vision tower at ``layer`` (see module docstring)."""
-        tower = self.model if self.tokenizer is None else getattr(self.model, "vision_model", None)
-        if tower is None:
-            raise IncompatibleError(f"{type(self.model).__name__} has no vision_model to take image tokens from")
+        tower = self._vision_tower()
         outputs = tower(pixel_values=pixels, output_hidden_states=layer is not None)
         if layer is None:
             hidden = outputs.last_hidden_state
@@ -92,17 +86,8 @@ class HfEncoder:
                                                                       "states (0 is the embeddings)")]
         return hidden.flatten(2).transpose(1, 2) if hidden.ndim == 4 else hidden
 
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        """Tokenise with the repo's tokenizer -> ``(N, D)`` unnormalised."""
-        if self.tokenizer is None:
-            raise NotImplementedError(f"{self.model_type!r} is an image-only model")
-        max_length = _text_positions(self.model.config)
-        padding = "max_length" if self.model_type in MAX_LENGTH_PADDING else True
-        batch = self.tokenizer(list(texts), padding=padding, truncation=True, max_length=max_length,
-                               return_tensors="pt")
-        accepted = inspect.signature(self.model.get_text_features).parameters
-        inputs = {key: value.to(self.device) for key, value in batch.items() if key in accepted}
-        return _tensor(self.model.get_text_features(**inputs))
+    def _vision_tower(self) -> Any:
+        return self.model
 
     def provenance(self) -> dict[str, Any]:
         """Hub commit (None for local directories), state fingerprint, parameter count."""
@@ -112,8 +97,36 @@ class HfEncoder:
                 "n_parameters": n_parameters(self.model)}
 
 
-def load(spec: EncoderSpec, options: LoadOptions) -> HfEncoder:
-    """Factory named by the ``hf:`` specs: model, image processor and (dual) tokenizer."""
+class HfDualEncoder(HfEncoder):
+    """A CLIP-style dual encoder with its tokenizer: also ``text_embed``, in the image embedding space."""
+
+    def __init__(self, model: Any, image_processor: Any, tokenizer: Any, revision: str | None, device: str) -> None:
+        super().__init__(model, image_processor, revision, device)
+        self.tokenizer = tokenizer
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(N, C, H, W)`` -> ``(N, D)`` projected, unnormalised (``get_image_features``)."""
+        return _tensor(self.model.get_image_features(pixel_values=pixels))
+
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Tokenise with the repo's tokenizer -> ``(N, D)`` unnormalised."""
+        max_length = _text_positions(self.model.config)
+        padding = "max_length" if self.model_type in MAX_LENGTH_PADDING else True
+        batch = self.tokenizer(list(texts), padding=padding, truncation=True, max_length=max_length,
+                               return_tensors="pt")
+        accepted = inspect.signature(self.model.get_text_features).parameters
+        inputs = {key: value.to(self.device) for key, value in batch.items() if key in accepted}
+        return _tensor(self.model.get_text_features(**inputs))
+
+    def _vision_tower(self) -> Any:
+        tower = getattr(self.model, "vision_model", None)
+        if tower is None:
+            raise IncompatibleError(f"{type(self.model).__name__} has no vision_model to take image tokens from")
+        return tower
+
+
+def load(spec: ModelSpec, ctx: LoadContext) -> HfEncoder:
+    """Factory named by the ``hf:`` specs: model, image processor and (dual) tokenizer, float32 weights."""
     ensure_torchvision()
     import torch
     import transformers
@@ -124,19 +137,23 @@ def load(spec: EncoderSpec, options: LoadOptions) -> HfEncoder:
     kwargs: dict[str, Any] = {"trust_remote_code": False}
     if hub and spec.revision:
         kwargs["revision"] = spec.revision
-    torch.manual_seed(options.seed)
+    torch.manual_seed(ctx.seed)
     try:
         config = transformers.AutoConfig.from_pretrained(path, **kwargs)
-        modalities = modalities_of(config.to_dict(), spec.name)
-        _check_modalities(spec, modalities)
+        capabilities = capabilities_of(config.to_dict(), spec.name)
+        _check_capabilities(spec, capabilities)
+        dual = "text_embed" in capabilities
         model, info = transformers.AutoModel.from_pretrained(
             path, output_loading_info=True, dtype=torch.float32, **kwargs)
-        _check_model(spec, model, modalities, info)
+        _check_model(spec, model, dual, info)
         image_processor = transformers.AutoImageProcessor.from_pretrained(path, **kwargs)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kwargs) if "text" in modalities else None
-        model.to(options.device).eval()
-        encoder = HfEncoder(model, image_processor, tokenizer, (cached_commit(path, "config.json", spec.revision) or spec.revision) if hub else None,
-                            options.device)
+        model.to(ctx.device).eval()
+        revision = (cached_commit(path, "config.json", spec.revision) or spec.revision) if hub else None
+        if dual:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(path, **kwargs)
+            encoder: HfEncoder = HfDualEncoder(model, image_processor, tokenizer, revision, ctx.device)
+        else:
+            encoder = HfEncoder(model, image_processor, revision, ctx.device)
         encoder.embed_dim = _probe_dim(encoder)
     except ModelLoadError:
         raise
@@ -146,23 +163,23 @@ def load(spec: EncoderSpec, options: LoadOptions) -> HfEncoder:
     return encoder
 
 
-def _check_modalities(spec: EncoderSpec, actual: frozenset[str]) -> None:
-    """The modalities planned at resolve time (maybe guessed from the name) must be the real ones."""
-    if actual == spec.modalities:
+def _check_capabilities(spec: ModelSpec, actual: frozenset[str]) -> None:
+    """The capabilities planned at resolve time (maybe guessed from the name) must be the real ones."""
+    if actual == spec.capabilities:
         return
     guessed = spec.args.get("guessed")
     how = "guessed from its name because its config.json was not cached" if guessed else "resolved"
     raise ModelLoadError(
-        f"cannot load model {spec.name!r}: it was {how} as {'+'.join(sorted(spec.modalities))} but is "
-        f"{'+'.join(sorted(actual))}" + ("; run again (its config.json is cached now)" if guessed else ""))
+        f"cannot load model {spec.name!r}: it was {how} as {kind(spec.capabilities)} but is {kind(actual)}"
+        + ("; run again (its config.json is cached now)" if guessed else ""))
 
 
-def _check_model(spec: EncoderSpec, model: Any, modalities: frozenset[str], info: dict[str, Any]) -> None:
-    """The loaded class must offer what the modalities promise; missing weights are announced."""
-    dual = hasattr(model, "get_image_features") and hasattr(model, "get_text_features")
-    if "text" in modalities and not dual:
+def _check_model(spec: ModelSpec, model: Any, dual: bool, info: dict[str, Any]) -> None:
+    """The loaded class must offer what the capabilities promise; missing weights are announced."""
+    has_both = hasattr(model, "get_image_features") and hasattr(model, "get_text_features")
+    if dual and not has_both:
         raise ModelLoadError(f"cannot load model {spec.name!r}: {type(model).__name__} has no get_text_features")
-    if not dual and getattr(model, "main_input_name", "") != "pixel_values":
+    if not has_both and getattr(model, "main_input_name", "") != "pixel_values":
         raise ModelLoadError(f"cannot load model {spec.name!r}: {type(model).__name__} does not take images")
     missing = [key for key in info.get("missing_keys", ()) if not key.startswith("pooler.")]
     if missing:
@@ -176,7 +193,7 @@ def _probe_dim(encoder: HfEncoder) -> int:
     import torch
 
     with torch.inference_mode():
-        if encoder.tokenizer is not None:
+        if isinstance(encoder, HfDualEncoder):
             return int(encoder.encode_text(["a"]).shape[-1])
         pixels = encoder.preprocess(PIL.Image.new("RGB", (64, 64)))[None].to(encoder.device)
         return int(encoder.encode_image(pixels).shape[-1])

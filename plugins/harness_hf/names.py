@@ -1,4 +1,4 @@
-"""The ``hf:`` name grammar and modality detection, without importing torch or transformers.
+"""The ``hf:`` name grammar and capability detection, without importing torch or transformers.
 
     hf:ORG/REPO            hub repo at its default branch       hf:openai/clip-vit-base-patch32
     hf:ORG/REPO@REVISION   hub repo pinned to a branch, tag or commit
@@ -6,10 +6,12 @@
     hf:./rel/dir           relative (also ``../``, ``~/``, or any existing directory)
 
 Local paths are made absolute, so the canonical name says which directory was evaluated.
-Modalities come from ``config.json``'s ``model_type``: read from the local directory, or
-from the hub cache when the repo was downloaded before; otherwise they are guessed from
-the repo name and the loader checks the guess. A local directory without a config.json,
-or a config that is not an image encoder, is an error here, before anything heavy loads.
+Capabilities come from ``config.json``'s ``model_type``: dual encoders (CLIP, SigLIP, ...) are
+``image_embed``, ``text_embed`` and ``image_tokens``; vision backbones ``image_embed`` and
+``image_tokens``. The config is read from the local directory, or from the hub cache when the
+repo was downloaded before; otherwise the kind is guessed from the repo name and the loader
+checks the guess. A local directory without a config.json, or a config that is not an image
+encoder, is an error here, before anything heavy loads.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import os
 import re
 from typing import Any
 
-from harness.errors import ModelLoadError, UnknownNameError
-from harness.specs import EncoderSpec
+from harness import ModelLoadError, ModelSpec, UnknownNameError
 
 PREFIX = "hf:"
 FACTORY = "harness_hf.encoder:load"
-IMAGE = frozenset({"image"})
-IMAGE_TEXT = frozenset({"image", "text"})
+#: Vision backbones: pooled embeddings and token-level outputs.
+IMAGE = frozenset({"image_embed", "image_tokens"})
+#: Dual encoders: the same, and text embeddings in the image embedding space.
+IMAGE_TEXT = IMAGE | {"text_embed"}
 #: Dual encoders: ``get_image_features`` and ``get_text_features`` in one embedding space.
 DUAL_TYPES = frozenset({"clip", "siglip", "align", "altclip", "chinese_clip", "metaclip_2"})
 #: Repo-name fragments that suggest a dual encoder when config.json is not cached.
@@ -47,15 +50,20 @@ WELL_KNOWN = (
 )
 
 
-def well_known() -> list[EncoderSpec]:
-    """Specs of a few well-known hub models, with their modalities written down."""
-    return [EncoderSpec(name=f"{PREFIX}{repo}", factory=FACTORY, modalities=modalities,
-                        description=f"transformers {desc} from the Hugging Face hub",
-                        args={"path": repo, "hub": True, "guessed": False})
-            for repo, modalities, desc in WELL_KNOWN]
+def well_known() -> list[ModelSpec]:
+    """Specs of a few well-known hub models, with their capabilities written down."""
+    return [ModelSpec(name=f"{PREFIX}{repo}", factory=FACTORY, capabilities=capabilities,
+                      description=f"transformers {desc} from the Hugging Face hub",
+                      args={"path": repo, "hub": True, "guessed": False})
+            for repo, capabilities, desc in WELL_KNOWN]
 
 
-def parse(name: str) -> EncoderSpec | None:
+def kind(capabilities: frozenset[str]) -> str:
+    """``image+text`` for dual encoders, ``image`` for vision backbones (for messages)."""
+    return "image+text" if "text_embed" in capabilities else "image"
+
+
+def parse(name: str) -> ModelSpec | None:
     """The spec for an ``hf:`` name; None for other prefixes; a clear error when it cannot be one."""
     if not name.startswith(PREFIX):
         return None
@@ -68,8 +76,8 @@ def parse(name: str) -> EncoderSpec | None:
     return _hub_spec(repo, revision or None)
 
 
-def modalities_of(config: dict[str, Any], name: str) -> frozenset[str]:
-    """Modalities of a model from its config.json; raises for models harness cannot encode with."""
+def capabilities_of(config: dict[str, Any], name: str) -> frozenset[str]:
+    """Capabilities of a model from its config.json; raises for models harness cannot encode with."""
     model_type = str(config.get("model_type", ""))
     if model_type in UNSUPPORTED:
         raise ModelLoadError(f"cannot load model {name!r}: {UNSUPPORTED[model_type]}")
@@ -82,7 +90,7 @@ def modalities_of(config: dict[str, Any], name: str) -> frozenset[str]:
         "(text-only and generative models are not supported yet)")
 
 
-def _local_spec(path: str) -> EncoderSpec:
+def _local_spec(path: str) -> ModelSpec:
     path = os.path.abspath(os.path.expanduser(path))
     name = f"{PREFIX}{path}"
     config = os.path.join(path, "config.json")
@@ -90,24 +98,24 @@ def _local_spec(path: str) -> EncoderSpec:
         raise ModelLoadError(f"cannot load model {name!r}: directory not found: {path}")
     if not os.path.isfile(config):
         raise ModelLoadError(f"cannot load model {name!r}: {path} has no config.json (not a save_pretrained directory)")
-    modalities = modalities_of(_read_json(config, name), name)
-    return EncoderSpec(
-        name=name, factory=FACTORY, modalities=modalities,
+    capabilities = capabilities_of(_read_json(config, name), name)
+    return ModelSpec(
+        name=name, factory=FACTORY, capabilities=capabilities,
         description=f"transformers model from the local directory {path}",
         args={"path": path, "hub": False, "guessed": False},
     )
 
 
-def _hub_spec(repo: str, revision: str | None) -> EncoderSpec:
+def _hub_spec(repo: str, revision: str | None) -> ModelSpec:
     name = f"{PREFIX}{repo}" + (f"@{revision}" if revision else "")
     cached = _cached_config(repo, revision)
     if cached is not None:
-        modalities, guessed = modalities_of(_read_json(cached, name), name), False
+        capabilities, guessed = capabilities_of(_read_json(cached, name), name), False
     else:
-        modalities = IMAGE_TEXT if any(hint in repo.lower() for hint in DUAL_HINTS) else IMAGE
+        capabilities = IMAGE_TEXT if any(hint in repo.lower() for hint in DUAL_HINTS) else IMAGE
         guessed = True
-    return EncoderSpec(
-        name=name, factory=FACTORY, modalities=modalities,
+    return ModelSpec(
+        name=name, factory=FACTORY, capabilities=capabilities,
         description=f"transformers model {repo} from the Hugging Face hub" + (f" at {revision}" if revision else ""),
         args={"path": repo, "hub": True, "guessed": guessed}, revision=revision,
     )

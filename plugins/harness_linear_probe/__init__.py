@@ -6,8 +6,7 @@ the one evaluated. See :mod:`harness_linear_probe.kind` for the method.
 
 from __future__ import annotations
 
-from harness import hookimpl
-from harness.specs import TaskKindSpec
+from harness import TaskKindSpec, hookimpl
 
 #: Inverse regularisation strengths tried when a spec does not fix ``C``.
 DEFAULT_C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
@@ -32,6 +31,9 @@ PARAMS_SCHEMA = {
                      "description": "L-BFGS iterations per fit"},
         "train_limit": {"type": "integer", "minimum": 1,
                         "description": "fit on a seeded random subset of at most this many train rows"},
+        "classnames": {"type": "array", "minItems": 2, "items": {"type": "string", "minLength": 1},
+                       "description": "class names in label order, for a label column without ClassLabel names "
+                                      "(only their number is used)"},
     },
 }
 
@@ -42,7 +44,7 @@ def harness_register_task_kinds() -> list[TaskKindSpec]:
         TaskKindSpec(
             name="linear_probe",
             factory="harness_linear_probe.kind:LinearProbe",
-            requires=frozenset({"image"}),
+            needs=frozenset({"image_embed"}),
             outputs=frozenset({"logits", "labels"}),
             columns=("image", "label"),
             params_schema=PARAMS_SCHEMA,

@@ -15,8 +15,10 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-#: Logit given to classes the train split never shows: they can never be predicted.
-ABSENT_LOGIT = -np.inf
+#: Logit given to classes the train split never shows: finite (outputs must be), yet far below any
+#: decision value, so such classes are never predicted and rank last in a top-k (ties among them go to
+#: the lower class index, as they did with -inf); representable in float32 too.
+ABSENT_LOGIT = -1e30
 
 
 def _validation_score(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -91,7 +93,7 @@ class ProbeClassifier:
         return self
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """``(N, num_classes)`` decision values; classes absent from training get ``-inf``."""
+        """``(N, num_classes)`` decision values; classes absent from training get :data:`ABSENT_LOGIT`."""
         out = np.full((len(x), self.num_classes), ABSENT_LOGIT, dtype=np.float64)
         if len(x) == 0:
             return out

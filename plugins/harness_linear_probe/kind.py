@@ -16,87 +16,67 @@ these differences:
 * the task's ``--limit`` subsamples only the evaluated split; ``params.train_limit``
   caps the train split separately;
 * ``logits`` covers every class of the label column; classes absent from the train
-  split get ``-inf`` and are never predicted.
+  split get a very low finite logit (:data:`~harness_linear_probe.classifier.ABSENT_LOGIT`)
+  and are never predicted.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 
-from harness.dataset import subset_indices
-from harness.errors import DataError, SpecError
-from harness.schema import validate_against
-from harness.taskkind import TaskContext, class_names
+from harness import DataError, SpecError, TaskContext, subset_indices
 
-from . import DEFAULT_C_GRID, DEFAULT_MAX_ITER, DEFAULT_VAL_FRACTION, PARAMS_SCHEMA
+from . import DEFAULT_C_GRID, DEFAULT_MAX_ITER, DEFAULT_VAL_FRACTION
 from .classifier import ProbeClassifier
 
 log = logging.getLogger(__name__)
 
 
-def _params(ctx: TaskContext) -> dict[str, Any]:
-    """The spec's params, validated against the kind's schema (also when a context is built by hand)."""
-    params = dict(ctx.spec.params)
-    problem = validate_against(PARAMS_SCHEMA, params)
-    if problem:
-        raise SpecError(f"{ctx.spec.file}: params{problem[5:]}" if problem.startswith("<top>")
-                        else f"{ctx.spec.file}: params.{problem}")
-    if params["train_split"] == ctx.spec.dataset.split:
-        raise SpecError(f"{ctx.spec.file}: params.train_split: {params['train_split']!r} is the evaluated split; "
+def _check_not_evaluated(ctx: TaskContext, train_split: str) -> None:
+    """A probe must not be fitted on the split it is scored on."""
+    if train_split == ctx.split:
+        raise SpecError(f"{ctx.where}: params.train_split: {train_split!r} is the evaluated split; "
                         "a probe must be fitted on a different split")
-    return params
 
 
-def _num_classes(ctx: TaskContext, column: str) -> tuple[int, list[str] | None]:
-    """Class count (and ClassLabel names) of the evaluated split's label column."""
-    feature = ctx.data.features.get(column) if ctx.data.features else None
-    names = getattr(feature, "names", None)
-    if names:
-        return len(names), list(names)
-    return len(class_names(ctx, "label")), None
-
-
-def _labels(data: Any, column: str, num_classes: int, where: str) -> np.ndarray:
-    """Integer labels of ``data[column]``, checked to lie in ``[0, num_classes)``."""
-    if column not in data.column_names:
-        raise DataError(f"{where}: no column {column!r}; columns are {data.column_names}")
-    try:
-        labels = np.asarray(list(data[column]), dtype=np.int64)
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: column {column!r} must hold integer class labels") from None
-    bad = labels[(labels < 0) | (labels >= num_classes)]
-    if len(bad):
-        raise DataError(f"{where}: column {column!r}: label {int(bad[0])} outside [0, {num_classes}) "
-                        f"({len(bad)} such rows)")
-    return labels
+def _class_names(ctx: TaskContext, column: str, train_split: str) -> list[str]:
+    """The classes of the label column: its ClassLabel names (the same in both splits), else
+    ``params.classnames``; given names must agree with ClassLabel names in number."""
+    names = ctx.class_names()
+    labelled = getattr(ctx.rows().features.get(column), "names", None)
+    if labelled and len(labelled) != len(names):
+        raise SpecError(f"{ctx.where}: params.classnames: {len(names)} names, but column {column!r} has "
+                        f"{len(labelled)} classes")
+    train_names = getattr(ctx.rows(train_split).features.get(column), "names", None)
+    if labelled and train_names and list(train_names) != list(labelled):
+        raise DataError(f"{ctx.where}: train split {train_split!r}: class names of column {column!r} differ from "
+                        "the evaluated split's")
+    return list(labelled or names)
 
 
 class LinearProbe:
     """The ``linear_probe`` task kind: returns ``logits (N, C)`` and ``labels (N,)``."""
 
     def evaluate(self, ctx: TaskContext) -> dict[str, np.ndarray]:
-        params = _params(ctx)
-        image_col, label_col = ctx.column("image"), ctx.column("label")
-        num_classes, names = _num_classes(ctx, label_col)
+        params = ctx.params
         split = params["train_split"]
+        _check_not_evaluated(ctx, split)
+        image_col, label_col = ctx.column("image"), ctx.column("label")
+        num_classes = len(_class_names(ctx, label_col, split))
         train_where = f"{ctx.where}: train split {split!r}"
-        train = ctx.load_split(split)
-        train_names = getattr(train.features.get(label_col), "names", None) if train.features else None
-        if names and train_names and list(train_names) != names:
-            raise DataError(f"{train_where}: class names of column {label_col!r} differ from the evaluated split's")
-        if "train_limit" in params:
-            index = subset_indices(len(train), params["train_limit"], ctx.seed)
-            train = train if len(index) == len(train) else train.select(index)
-        train_y = _labels(train, label_col, num_classes, train_where)
-        eval_y = _labels(ctx.data, label_col, num_classes, ctx.where)
+        train_y = ctx.labels("label", split=split, n_classes=num_classes)
+        eval_y = ctx.labels("label", n_classes=num_classes)
+        index = None
+        if params.get("train_limit") is not None and params["train_limit"] < len(train_y):
+            index = subset_indices(len(train_y), params["train_limit"], ctx.seed)
+            train_y = train_y[index]
         if len(np.unique(train_y)) < 2:
             raise DataError(f"{train_where}: a linear probe needs at least 2 classes; found {len(np.unique(train_y))} "
                             f"in {len(train_y)} rows")
-        train_x = ctx.features.images(train, image_col, where=train_where)
-        eval_x = ctx.features.images(ctx.split, image_col, where=ctx.where)
+        train_x = ctx.images(image_col, split=split, rows=index)  # only the subset's rows are extracted
+        eval_x = ctx.images(image_col)
         probe = ProbeClassifier(num_classes=num_classes, max_iter=params.get("max_iter", DEFAULT_MAX_ITER),
                                 seed=ctx.seed, C=params.get("C"))
         probe.fit(train_x, train_y, params.get("C_grid", DEFAULT_C_GRID),

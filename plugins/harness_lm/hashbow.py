@@ -13,11 +13,7 @@ import hashlib
 import re
 from typing import Any, Sequence
 
-from harness.encoder import LoadOptions
-from harness.errors import IncompatibleError
-from harness.specs import EncoderSpec
-
-from .names import TEXT
+from harness import LoadContext, ModelSpec
 
 VERSION = "1"
 _WORD = re.compile(r"[a-z0-9]+")
@@ -30,19 +26,11 @@ def bucket(word: str, dim: int) -> tuple[int, float]:
 
 
 class HashedBagOfWords:
-    """Text-only encoder: ``encode_text(texts) -> (N, DIM)`` float32, rows L2-normalised."""
-
-    modalities = TEXT
+    """Text encoder (``text_embed``): ``encode_text(texts) -> (N, DIM)`` float32, rows L2-normalised."""
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self.embed_dim: int | None = dim
-
-    def preprocess(self, image: Any) -> Any:
-        raise IncompatibleError("hashbow is a text-only encoder: it cannot preprocess images")
-
-    def encode_image(self, pixels: Any) -> Any:
-        raise IncompatibleError("hashbow is a text-only encoder: it cannot embed images")
 
     def encode_text(self, texts: Sequence[str]) -> Any:
         import torch
@@ -59,6 +47,6 @@ class HashedBagOfWords:
         return {"revision": f"v{VERSION}", "fingerprint": fingerprint, "n_parameters": 0}
 
 
-def load(spec: EncoderSpec, options: LoadOptions) -> HashedBagOfWords:
+def load(spec: ModelSpec, ctx: LoadContext) -> HashedBagOfWords:
     """Factory named by the ``hashbow:`` specs."""
     return HashedBagOfWords(int(spec.args["dim"]))

@@ -14,9 +14,9 @@ Pooling module sets the pooling, a Normalize module turns on L2 normalisation, a
 ``sentence_bert_config.json`` sets the truncation length. Modules other than Transformer,
 Pooling and Normalize (e.g. Dense) are refused rather than silently skipped.
 
-``encode_text`` runs the whole batch it is given; on an out-of-memory error it halves the
-chunk size and retries (down to one text), and keeps the smaller size for later batches.
-Weights load with ``trust_remote_code=False``.
+``encode_text`` runs the whole batch it is given; on an out-of-memory error it splits it in halves
+(``harness.split_on_oom``, down to one text) and keeps the size that fitted for later batches.
+Weights load in float32 with ``trust_remote_code=False``; ``--dtype`` is the core's autocast.
 """
 
 from __future__ import annotations
@@ -29,11 +29,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from harness.encoder import LoadOptions, n_parameters, state_fingerprint
-from harness.errors import IncompatibleError, ModelLoadError
-from harness.hub import first_line
-from harness.specs import EncoderSpec
-from harness.torchcompat import ensure_torchvision
+from harness import (LoadContext, ModelLoadError, ModelSpec, ensure_torchvision, first_line, hub_failure,
+                     n_parameters, split_on_oom, state_fingerprint)
 
 from . import names, pooling
 
@@ -44,7 +41,6 @@ ENCODER_TYPES = frozenset({
     "big_bird", "rembert", "roformer", "xmod", "esm", "luke", "megatron-bert", "squeezebert",
 })
 _ST_SUPPORTED = ("Transformer", "Pooling", "Normalize")
-_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 MAX_LENGTH_CAP = 512
 
 
@@ -122,33 +118,17 @@ def recipe_for(config: Any, options: dict[str, Any], st: dict[str, Any] | None, 
                   max_length=max_length)
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """CUDA/MPS/CPU allocation failures (torch raises ``OutOfMemoryError`` or a RuntimeError saying so)."""
-    import torch
-
-    return isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
-
-
 class LanguageModelEncoder:
-    """A frozen transformers LM: strings -> ``(N, D)`` pooled hidden states."""
-
-    modalities = names.TEXT
+    """A frozen transformers LM (``text_embed``): strings -> ``(N, D)`` pooled hidden states."""
 
     def __init__(self, model: Any, tokenizer: Any, recipe: Recipe, revision: str | None, device: str) -> None:
         self.model, self.tokenizer, self.recipe = model, tokenizer, recipe
         self.revision, self.device = revision, device
         self._accepts_positions = "position_ids" in inspect.signature(model.forward).parameters
         self._fingerprint: str | None = None
-        #: Current chunk size after out-of-memory back-off (None: whole batches).
+        #: Largest batch that fitted after an out-of-memory split (None: whole batches).
         self.chunk: int | None = None
         self.embed_dim: int | None = int(self.encode_text(["a"]).shape[-1])
-
-    def preprocess(self, image: Any) -> Any:
-        raise IncompatibleError("a language model cannot preprocess images (it is a text-only encoder)")
-
-    def encode_image(self, pixels: Any) -> Any:
-        raise IncompatibleError("a language model cannot embed images (it is a text-only encoder)")
 
     def _forward(self, texts: list[str]) -> Any:
         import torch
@@ -169,23 +149,25 @@ class LanguageModelEncoder:
         return pooled
 
     def encode_text(self, texts: Sequence[str]) -> Any:
-        """``(N, D)`` float32; halves the chunk size on out-of-memory errors (see module docstring)."""
+        """``(N, D)`` float32; batches split on out-of-memory errors (see module docstring)."""
         import torch
 
-        texts, chunks, start = list(texts), [], 0
-        while start < len(texts):
-            size = self.chunk or len(texts)
-            try:
-                chunks.append(self._forward(texts[start:start + size]))
-            except Exception as exc:
-                if not is_out_of_memory(exc) or size <= 1:
-                    raise
-                self.chunk = max(1, size // 2)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                continue
-            start += size
-        return torch.cat(chunks) if chunks else torch.zeros((0, self.embed_dim or 0))
+        texts = list(texts)
+        if not texts:
+            return torch.zeros((0, self.embed_dim or 0))
+        size = self.chunk or len(texts)
+        return torch.cat([split_on_oom(self._fitting(len(part)), part, torch.cat, "text batch")
+                          for part in (texts[i:i + size] for i in range(0, len(texts), size))])
+
+    def _fitting(self, whole: int) -> Any:
+        """``_forward`` that remembers the size of a part that fitted after ``whole`` texts did not."""
+        def run(part: list[str]) -> Any:
+            out = self._forward(part)
+            if len(part) < whole:
+                self.chunk = min(self.chunk or len(part), len(part))
+            return out
+
+        return run
 
     def provenance(self) -> dict[str, Any]:
         if self._fingerprint is None:
@@ -193,7 +175,7 @@ class LanguageModelEncoder:
         return {"revision": self.revision, "fingerprint": self._fingerprint, "n_parameters": n_parameters(self.model)}
 
 
-def _source(spec: EncoderSpec) -> tuple[str, str | None]:
+def _source(spec: ModelSpec) -> tuple[str, str | None]:
     """(directory or hub id, revision to record) of a spec."""
     if spec.args.get("bundled"):
         path = names.minilm_dir()
@@ -226,8 +208,8 @@ def _load_model(path: str, kwargs: dict[str, Any], family: str) -> Any:
     return model.get_encoder() if family == "encoder-decoder" else model
 
 
-def load(spec: EncoderSpec, options: LoadOptions) -> LanguageModelEncoder:
-    """Factory named by the ``lm:`` specs."""
+def load(spec: ModelSpec, ctx: LoadContext) -> LanguageModelEncoder:
+    """Factory named by the ``lm:`` specs (float32 weights)."""
     ensure_torchvision()
     import torch
     import transformers
@@ -249,16 +231,15 @@ def load(spec: EncoderSpec, options: LoadOptions) -> LanguageModelEncoder:
                 raise ModelLoadError(f"cannot load model {spec.name!r}: its tokenizer has neither a pad nor an EOS token")
             tokenizer.pad_token = tokenizer.eos_token
         recipe = recipe_for(config, dict(spec.args.get("options", {})), st, tokenizer)
-        dtype = getattr(torch, _DTYPES[options.dtype]) if options.device != "cpu" else torch.float32
-        model = _load_model(model_dir, dict(kwargs, dtype=dtype), family).to(options.device).eval()
+        model = _load_model(model_dir, dict(kwargs, dtype=torch.float32), family).to(ctx.device).eval()
         model.requires_grad_(False)
         layers = getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None)
         if layers is not None and not -(layers + 1) <= recipe.layer <= layers:
             raise ModelLoadError(f"cannot load model {spec.name!r}: layer={recipe.layer} outside "
                                  f"[-{layers + 1}, {layers}] ({layers} layers + embeddings)")
-        return LanguageModelEncoder(model, tokenizer, recipe, revision, options.device)
+        return LanguageModelEncoder(model, tokenizer, recipe, revision, ctx.device)
     except ModelLoadError:
         raise
     except Exception as exc:  # OSError (missing/offline), ValueError (unknown type), corrupt weights
-        offline = " (not in the local Hugging Face cache, or the hub is unreachable)" if hub and isinstance(exc, OSError) else ""
-        raise ModelLoadError(f"cannot load model {spec.name!r}: {type(exc).__name__}: {first_line(exc)}{offline}") from None
+        raise ModelLoadError((hub and hub_failure(spec.name, exc))
+                             or f"cannot load model {spec.name!r}: {type(exc).__name__}: {first_line(exc)}") from None

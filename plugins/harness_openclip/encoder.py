@@ -1,4 +1,4 @@
-"""Build an open_clip model, its eval transform and its tokenizer behind harness's encoder protocol.
+"""Build an open_clip model, its eval transform and its tokenizer behind harness's model capabilities.
 
 Weights are loaded by open_clip itself (``create_model_from_pretrained``, which refuses to
 return a randomly initialised model) with ``weights_only=True``. A pretrained tag trained with
@@ -28,11 +28,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from harness.encoder import LoadOptions, n_parameters, state_fingerprint
-from harness.errors import IncompatibleError, ModelLoadError
-from harness.hub import cached_commit, first_line, hub_failure
-from harness.specs import EncoderSpec
-from harness.torchcompat import ensure_torchvision
+from harness import (IncompatibleError, LoadContext, ModelLoadError, ModelSpec, cached_commit, ensure_torchvision,
+                     first_line, hub_failure, n_parameters, state_fingerprint)
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -42,9 +39,8 @@ WEIGHT_GLOBS = ("*.safetensors", "*.bin", "*.pth")  # what open_clip looks for i
 
 
 class OpenClipEncoder:
-    """An open_clip CLIP-style model: image and text towers in one embedding space."""
-
-    modalities = frozenset({"image", "text"})
+    """An open_clip CLIP-style model: image and text towers in one embedding space (``image_embed``,
+    ``text_embed``; ``image_tokens`` for ViT image towers)."""
 
     def __init__(self, model: Any, transform: Callable, tokenizer: Callable, embed_dim: int,
                  revision: str | None, device: str) -> None:
@@ -92,7 +88,7 @@ class OpenClipEncoder:
                 "n_parameters": n_parameters(self.model)}
 
 
-def load(spec: EncoderSpec, options: LoadOptions) -> OpenClipEncoder:
+def load(spec: ModelSpec, ctx: LoadContext) -> OpenClipEncoder:
     """Factory named by the ``openclip:`` specs: load weights, transform and tokenizer."""
     ensure_torchvision()
     import open_clip
@@ -104,21 +100,21 @@ def load(spec: EncoderSpec, options: LoadOptions) -> OpenClipEncoder:
     # (e.g. ViT-L-14/openai); the activation has no weights, so the mismatch would go unnoticed.
     tag = open_clip.get_pretrained_cfg(model_name, pretrained) if spec.args["source"] == "tag" else {}
     quick_gelu = bool(tag.get("quick_gelu", False))
-    torch.manual_seed(options.seed)
+    torch.manual_seed(ctx.seed)
     try:
         with _quiet_logging():
             model, transform = open_clip.create_model_from_pretrained(
-                model_name, pretrained=pretrained, device=options.device, weights_only=True,
+                model_name, pretrained=pretrained, device=ctx.device, weights_only=True,
                 force_quick_gelu=quick_gelu)
             tokenizer = open_clip.get_tokenizer(model_name)
             embed_dim = int(open_clip.get_model_config(model_name)["embed_dim"])
     except Exception as exc:  # open_clip raises RuntimeError, OSError, ValueError, pickle and safetensors errors
         raise ModelLoadError(_describe(spec, exc)) from exc
     model.eval()
-    return OpenClipEncoder(model, transform, tokenizer, embed_dim, _revision(spec), options.device)
+    return OpenClipEncoder(model, transform, tokenizer, embed_dim, _revision(spec), ctx.device)
 
 
-def _check_source(spec: EncoderSpec, open_clip: Any) -> None:
+def _check_source(spec: ModelSpec, open_clip: Any) -> None:
     """Fail fast, offline, with suggestions: unknown arch or tag, missing file or directory."""
     args, where = spec.args, f"cannot load model {spec.name!r}"
     arch, source = args["model_name"], args["source"]
@@ -146,7 +142,7 @@ def _close(word: str, choices: list[str]) -> str:
     return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
-def _describe(spec: EncoderSpec, exc: BaseException) -> str:
+def _describe(spec: ModelSpec, exc: BaseException) -> str:
     """One line: the model, and either 'hub unreachable' or the library's first line."""
     where = f"cannot load model {spec.name!r}"
     if spec.args["source"] in ("tag", "hf-hub") and (message := hub_failure(spec.name, exc)):
@@ -160,7 +156,7 @@ def _describe(spec: EncoderSpec, exc: BaseException) -> str:
     return f"{where}: {type(exc).__name__}: {first_line(exc)}"
 
 
-def _revision(spec: EncoderSpec) -> str | None:
+def _revision(spec: ModelSpec) -> str | None:
     """The tag for tags; the cached snapshot commit for hub repos; None for local files."""
     if spec.args["source"] == "tag":
         return spec.args["pretrained"]

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import os
 
-from harness.errors import UnknownNameError
-from harness.specs import EncoderSpec
+from harness import ModelSpec, UnknownNameError
 
 PREFIX = "openclip:"
 FACTORY = "harness_openclip.encoder:load"
-MODALITIES = frozenset({"image", "text"})
+#: Every open_clip model embeds images and texts in one space; ViT image towers also give tokens
+#: (other towers raise IncompatibleError when asked for them).
+CAPABILITIES = frozenset({"image_embed", "text_embed", "image_tokens"})
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 HF_HUB = "hf-hub:"
 LOCAL_DIR = "local-dir:"
@@ -36,21 +37,21 @@ WELL_KNOWN = (
 )
 
 
-def well_known() -> list[EncoderSpec]:
+def well_known() -> list[ModelSpec]:
     """Specs of the well-known pretrained tags (static data)."""
     return [tag_spec(arch, tag, f"open_clip {desc}") for arch, tag, desc in WELL_KNOWN]
 
 
-def tag_spec(arch: str, tag: str, description: str = "") -> EncoderSpec:
+def tag_spec(arch: str, tag: str, description: str = "") -> ModelSpec:
     """``openclip:ARCH/TAG``: open_clip's architecture ``arch`` with pretrained tag ``tag``."""
-    return EncoderSpec(
-        name=f"{PREFIX}{arch}/{tag}", factory=FACTORY, modalities=MODALITIES,
+    return ModelSpec(
+        name=f"{PREFIX}{arch}/{tag}", factory=FACTORY, capabilities=CAPABILITIES,
         description=description or f"open_clip {arch} with pretrained tag {tag!r}",
         args={"source": "tag", "model_name": arch, "pretrained": tag}, revision=tag,
     )
 
 
-def parse(name: str) -> EncoderSpec | None:
+def parse(name: str) -> ModelSpec | None:
     """The spec for an ``openclip:`` name; None for other prefixes; a grammar error otherwise."""
     if not name.startswith(PREFIX):
         return None
@@ -64,8 +65,8 @@ def parse(name: str) -> EncoderSpec | None:
         raise UnknownNameError(f"bad open_clip model name {name!r}: expected {GRAMMAR}")
     if _is_path(weights):
         path = os.path.abspath(os.path.expanduser(weights))
-        return EncoderSpec(
-            name=f"{PREFIX}{arch}/{path}", factory=FACTORY, modalities=MODALITIES,
+        return ModelSpec(
+            name=f"{PREFIX}{arch}/{path}", factory=FACTORY, capabilities=CAPABILITIES,
             description=f"open_clip {arch} with weights from {path}",
             args={"source": "file", "model_name": arch, "pretrained": path},
         )
@@ -77,25 +78,25 @@ def _is_path(weights: str) -> bool:
             or weights.lower().endswith(CHECKPOINT_SUFFIXES))
 
 
-def _hub_spec(name: str, repo: str) -> EncoderSpec:
+def _hub_spec(name: str, repo: str) -> ModelSpec:
     parts = repo.split("/")
     if len(parts) != 2 or not all(parts) or "@" in repo:
         raise UnknownNameError(
             f"bad open_clip model name {name!r}: expected openclip:hf-hub:ORG/REPO "
             "(open_clip's hub schema cannot pin a revision)")
-    return EncoderSpec(
-        name=f"{PREFIX}{HF_HUB}{repo}", factory=FACTORY, modalities=MODALITIES,
+    return ModelSpec(
+        name=f"{PREFIX}{HF_HUB}{repo}", factory=FACTORY, capabilities=CAPABILITIES,
         description=f"open_clip model from the Hugging Face hub repo {repo}",
         args={"source": "hf-hub", "model_name": f"{HF_HUB}{repo}", "pretrained": None, "repo": repo},
     )
 
 
-def _dir_spec(name: str, directory: str) -> EncoderSpec:
+def _dir_spec(name: str, directory: str) -> ModelSpec:
     if not directory:
         raise UnknownNameError(f"bad open_clip model name {name!r}: expected openclip:local-dir:DIR")
     path = os.path.abspath(os.path.expanduser(directory))
-    return EncoderSpec(
-        name=f"{PREFIX}{LOCAL_DIR}{path}", factory=FACTORY, modalities=MODALITIES,
+    return ModelSpec(
+        name=f"{PREFIX}{LOCAL_DIR}{path}", factory=FACTORY, capabilities=CAPABILITIES,
         description=f"open_clip model from the local directory {path}",
         args={"source": "local-dir", "model_name": f"{LOCAL_DIR}{path}", "pretrained": None, "path": path},
     )

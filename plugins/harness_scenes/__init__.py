@@ -44,14 +44,14 @@ Columns (``datasets.Features``; the *primary* object is the largest, ``objects[0
 Objects never overlap (a gap of at least 2 px); shapes are tilted up to 15 degrees, colours
 jittered up to 8 per channel; backgrounds are lit by a linear ramp and every pixel gets
 Gaussian noise (std 3). ``dataset._fingerprint`` is sha256(version, canonical config,
-split), the same in every process. ``harness_scenes.builder.export`` writes a split as an
-image folder or a ``save_to_disk`` folder.
+split), the same in every process. A built split is cached under the run's cache root
+(``--cache-dir``): ``<root>/scenes/<fingerprint>``. ``harness_scenes.builder.export`` writes a
+split as an image folder or a ``save_to_disk`` folder.
 """
 
 from __future__ import annotations
 
-from harness import hookimpl
-from harness.specs import DatasetSpec
+from harness import DatasetSpec, hookimpl
 
 
 @hookimpl

@@ -1,10 +1,11 @@
 """Build a split of the scenes as a ``datasets.Dataset``, with in-memory and on-disk caches.
 
-``build(config, split)`` is the factory the ``scenes`` DatasetSpec names. The fingerprint
-is sha256(version, canonical config, split), so it is the same in every process; the
-generated split is kept in memory (a few most recent) and saved under
-``$HARNESS_CACHE_DIR/scenes/<fingerprint>`` (default ``~/.cache/harness``), written to a
-temporary folder and renamed into place so that readers never see half a dataset.
+``build(config, split, execution)`` is the factory the ``scenes`` DatasetSpec names. The
+fingerprint is sha256(version, canonical config, split), so it is the same in every process;
+the generated split is kept in memory (a few most recent) and saved under the run's cache
+root, ``execution.root / "scenes" / <fingerprint>`` (``--cache-dir``), written to a temporary
+folder and renamed into place so that readers never see half a dataset. Without an
+``execution`` (a direct call) nothing is written to disk.
 """
 
 from __future__ import annotations
@@ -27,28 +28,36 @@ from .scene import SceneSampler
 if TYPE_CHECKING:
     import datasets
 
+    from harness import ExecutionConfig
+
 #: How many built splits stay in memory.
 MEMORY_SLOTS = 16
-_MEMORY: OrderedDict[str, datasets.Dataset] = OrderedDict()
+#: (cache folder or None, fingerprint) -> split: each cache root gets its own files on disk.
+_MEMORY: OrderedDict[tuple[str | None, str], datasets.Dataset] = OrderedDict()
 EXPORT_FORMATS = ("imagefolder", "disk")
 #: zlib level of the PNGs: fast; noisy pixels barely compress anyway. Part of the byte-exact output.
 PNG_LEVEL = 1
 
 
-def build(config: Mapping[str, Any] | None, split: str) -> datasets.Dataset:
-    """The rows of ``split`` for ``config`` (see the package docstring for keys and columns).
+def build(config: Mapping[str, Any] | None, split: str, execution: ExecutionConfig | None = None) -> datasets.Dataset:
+    """The rows of ``split`` for ``config`` (see the package docstring for keys and columns), cached
+    on disk under ``execution.root`` (see the module docstring).
 
     Raises ``ValueError`` (one line, naming the allowed keys) for a bad config or split.
     """
     cfg = parse(config, split)
-    fingerprint = cfg.fingerprint
-    data = _MEMORY.get(fingerprint)
+    folder = cache_dir(execution)
+    key = (None if folder is None else str(folder), cfg.fingerprint)
+    data = _MEMORY.get(key)
     if data is None:
-        data = _from_disk(cfg) or _to_disk(cfg, generate(cfg))
-        _MEMORY[fingerprint] = data
+        if folder is None:
+            data = generate(cfg)
+        else:
+            data = _from_disk(cfg, folder) or _to_disk(cfg, generate(cfg), folder)
+        _MEMORY[key] = data
         while len(_MEMORY) > MEMORY_SLOTS:
             _MEMORY.popitem(last=False)
-    _MEMORY.move_to_end(fingerprint)
+    _MEMORY.move_to_end(key)
     return _fresh(data)
 
 
@@ -127,9 +136,9 @@ def _fresh(data: datasets.Dataset) -> datasets.Dataset:
     return datasets.Dataset(data.data, info=data.info, split=data.split, fingerprint=data._fingerprint)
 
 
-def cache_dir() -> Path:
-    """Where built splits are saved: ``$HARNESS_CACHE_DIR/scenes`` (default ``~/.cache/harness/scenes``)."""
-    return Path(os.environ.get("HARNESS_CACHE_DIR") or "~/.cache/harness").expanduser() / "scenes"
+def cache_dir(execution: ExecutionConfig | None) -> Path | None:
+    """Where built splits are saved: ``scenes/`` under the run's cache root (None without a run)."""
+    return None if execution is None else Path(execution.root) / "scenes"
 
 
 @contextmanager
@@ -146,8 +155,8 @@ def _quiet() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def _from_disk(cfg: SceneConfig) -> datasets.Dataset | None:
-    path = cache_dir() / cfg.fingerprint
+def _from_disk(cfg: SceneConfig, folder: Path) -> datasets.Dataset | None:
+    path = folder / cfg.fingerprint
     if not (path / "state.json").exists():
         return None
     import datasets
@@ -165,9 +174,9 @@ def _from_disk(cfg: SceneConfig) -> datasets.Dataset | None:
     return data
 
 
-def _to_disk(cfg: SceneConfig, data: datasets.Dataset) -> datasets.Dataset:
-    """Save ``data`` to the cache atomically (temporary folder, then rename); return it."""
-    path = cache_dir() / cfg.fingerprint
+def _to_disk(cfg: SceneConfig, data: datasets.Dataset, folder: Path) -> datasets.Dataset:
+    """Save ``data`` to the cache ``folder`` atomically (temporary folder, then rename); return it."""
+    path = folder / cfg.fingerprint
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,8 +196,9 @@ def _to_disk(cfg: SceneConfig, data: datasets.Dataset) -> datasets.Dataset:
     return data
 
 
-def export(config: Mapping[str, Any] | None, split: str, out_dir: str | Path, format: str = "imagefolder") -> Path:
-    """Write a split for use outside harness; return the folder written.
+def export(config: Mapping[str, Any] | None, split: str, out_dir: str | Path, format: str = "imagefolder",
+           execution: ExecutionConfig | None = None) -> Path:
+    """Write a split for use outside harness; return the folder written (``execution``: see :func:`build`).
 
     ``imagefolder``: ``out_dir/<split>/<id>.png`` plus ``metadata.jsonl`` (class names as
     words), loadable with ``datasets.load_dataset("imagefolder", data_dir=out_dir)`` or as a
@@ -196,7 +206,7 @@ def export(config: Mapping[str, Any] | None, split: str, out_dir: str | Path, fo
     """
     if format not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {format!r} (formats: {', '.join(EXPORT_FORMATS)})")
-    data = build(config, split)
+    data = build(config, split, execution)
     folder = Path(out_dir) / split
     if format == "disk":
         with _quiet():

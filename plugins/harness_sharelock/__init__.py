@@ -1,13 +1,15 @@
 """ShareLock (arXiv 2410.07173): light heads over frozen image and language features, and ViTeRB.
 
-- ``harness train sharelock --vision ENC --language LM --pairs SOURCE -o DIR`` trains a head
-  (:mod:`.command`, :mod:`.trainer`, defaults in :mod:`.config`) and saves it (:mod:`.checkpoint`);
+- ``harness train sharelock --vision MODEL --language MODEL --pairs SOURCE -o DIR`` trains a head
+  (a trainer in the core: :mod:`.job`; the loop in :mod:`.trainer`, defaults in :mod:`.config`) and
+  saves it (:mod:`.checkpoint`);
 - ``sharelock:DIR`` or ``sharelock:FILE.ckpt`` (official Lightning checkpoints, :mod:`.lightning`)
-  is an image+text encoder usable by every zero-shot task (:mod:`.encoder`);
+  is an image+text model usable by every zero-shot task (:mod:`.encoder`);
 - the ``viterb`` task kind trains a head per language model under test and measures zero-shot
   accuracy on classes held out of the training captions (:mod:`.viterb`), with metrics
-  ``unseen_accuracy`` and ``seen_accuracy``; ``harness viterb-report RESULTS...`` compares the
-  language models over seeds (:mod:`.report`);
+  ``unseen_accuracy`` and ``seen_accuracy`` (``harness_metrics``' per-sample accuracy over either
+  side's outputs); ``harness viterb-report RESULTS...`` compares the language models over seeds
+  (:mod:`.report`);
 - ``tasks/`` ships the default ViTeRB run on the procedural scenes.
 
 Importing this package does not import torch.
@@ -18,10 +20,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness import hookimpl
-from harness.specs import EncoderSpec, MetricSpec, TaskKindSpec
+from harness import MetricSpec, ModelSpec, TaskKindSpec, TrainerSpec, hookimpl
 
-_SCORES = "harness_sharelock.scores"
+#: One per-sample top-1 function (rows with a negative label are left out), two mappings of outputs.
+_ACCURACY = "harness_metrics.classification:accuracy_per_sample"
 
 
 @hookimpl
@@ -32,7 +34,7 @@ def harness_register_task_kinds() -> list[TaskKindSpec]:
         TaskKindSpec(
             name="viterb",
             factory="harness_sharelock.viterb:ViTeRB",
-            requires=frozenset({"text"}),
+            needs=frozenset({"text_embed"}),
             outputs=frozenset({"logits", "labels", "seen_logits", "seen_labels"}),
             columns=("image", "label", "caption"),
             params_schema=params_schema(),
@@ -45,11 +47,19 @@ def harness_register_task_kinds() -> list[TaskKindSpec]:
 @hookimpl
 def harness_register_metrics() -> list[MetricSpec]:
     return [
-        MetricSpec("unseen_accuracy", f"{_SCORES}:unseen_accuracy", ("logits", "labels"), interval="wilson",
+        MetricSpec("unseen_accuracy", _ACCURACY, {"logits": "logits", "labels": "labels"}, interval="wilson",
                    description="ViTeRB: top-1 on rows of unseen classes, among the unseen classes (chance 1/#unseen)"),
-        MetricSpec("seen_accuracy", f"{_SCORES}:seen_accuracy", ("seen_logits", "seen_labels"), interval="wilson",
+        MetricSpec("seen_accuracy", _ACCURACY, {"logits": "seen_logits", "labels": "seen_labels"}, interval="wilson",
                    description="ViTeRB: top-1 on rows of seen classes, among the seen classes"),
     ]
+
+
+@hookimpl
+def harness_register_trainers() -> list[TrainerSpec]:
+    from .job import config_schema
+
+    return [TrainerSpec("sharelock", "harness_sharelock.job:ShareLockTrainer", config_schema=config_schema(),
+                        description="ShareLock projection head on frozen towers (arXiv 2410.07173)")]
 
 
 @hookimpl
@@ -58,7 +68,7 @@ def harness_register_task_dirs() -> list[Path]:
 
 
 @hookimpl
-def harness_resolve_encoder(name: str) -> EncoderSpec | None:
+def harness_resolve_model(name: str) -> ModelSpec | None:
     """``sharelock:DIR`` or ``sharelock:FILE.ckpt``; None for other prefixes."""
     from .encoder import parse
 
@@ -67,9 +77,7 @@ def harness_resolve_encoder(name: str) -> EncoderSpec | None:
 
 @hookimpl
 def harness_add_commands(subparsers: Any, parents: list[Any]) -> None:
-    """``harness train sharelock`` and ``harness viterb-report``."""
-    from .command import add_commands
+    """``harness viterb-report``."""
     from .report import add_command
 
-    add_commands(subparsers, parents)
     add_command(subparsers, parents)

@@ -12,7 +12,8 @@
      "pairs": {...dataset identity...}, "training": {...TrainResult.summary()...}}
 
 Both files are written to temporary names and renamed, weights first, so a folder with a
-``sharelock.json`` is always complete.
+``sharelock.json`` is always complete (``harness train sharelock`` writes the same files through
+``TrainContext.save``, which adds ``harness-train.json``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.atomicfile import write_bytes_atomic, write_text_atomic
-from harness.encoder import load_state_strict
-from harness.errors import ModelLoadError
+from harness import ModelLoadError, load_state_strict, write_bytes_atomic
 
 from .config import ShareLockConfig
 
@@ -34,20 +33,26 @@ META = "sharelock.json"
 TRANSFORMS = ("encoder", "sharelock")
 
 
-def save(directory: Path, model: Any, meta: dict[str, Any]) -> Path:
-    """Write ``model`` (a ShareLock) and ``meta`` (vision, language, pairs, training, ...) to ``directory``."""
+def files(model: Any, meta: dict[str, Any]) -> dict[str, bytes]:
+    """``{WEIGHTS: ..., META: ...}`` of ``model`` (a ShareLock) and ``meta`` (vision, language, pairs,
+    training, ...), weights first: written in this order, a folder with a ``sharelock.json`` is complete."""
     from safetensors.torch import save
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_dict(),
            "vision_dim": model.vision_dim, "language_dim": model.language_dim, "embed_dim": model.embed_dim,
            "transform": "encoder", **meta}
     if doc["transform"] not in TRANSFORMS:
         raise ValueError(f"transform must be one of {TRANSFORMS}, got {doc['transform']!r}")
-    write_bytes_atomic(directory / WEIGHTS, save(state, metadata={"format": FORMAT}))
-    write_text_atomic(directory / META, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+    text = json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"
+    return {WEIGHTS: save(state, metadata={"format": FORMAT}), META: text.encode("utf-8")}
+
+
+def save(directory: Path, model: Any, meta: dict[str, Any]) -> Path:
+    """Write :func:`files` to ``directory``, each atomically, in order."""
+    directory = Path(directory)
+    for name, content in files(model, meta).items():
+        write_bytes_atomic(directory / name, content)
     return directory
 
 

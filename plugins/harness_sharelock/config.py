@@ -9,6 +9,10 @@ accumulated 16 times, gradient clipping at norm 1, 50,000 held-out validation pa
 Units follow PyTorch Lightning, which the official trainer uses: ``max_steps`` and
 ``lr_warmup_steps`` count optimizer steps; ``val_check_interval`` counts micro-batches;
 ``early_stopping_patience`` counts validation checks.
+
+``seed`` (42 in the reference) seeds the train/validation split, the head's initialisation and the
+order of micro-batches. Where harness trains a head (``harness train sharelock``, the ``viterb``
+kind), it is the run's ``--seed``: one seed per run, never a second one in the config.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
-from harness.errors import UsageError
+from harness import UsageError
 
 PRECISIONS = ("32-true", "bf16-mixed", "tf32")
 #: The official ``misc.py::loss`` constant: logit scale = exp(2.6592) ~ 14.2857 ~ 1/0.07.
@@ -112,8 +116,53 @@ def _coerce(name: str, value: Any, kind: type, where: str) -> Any:
     raise UsageError(f"{where}: {name} must be {kind.__name__}, got {value!r}")
 
 
-def config_schema() -> dict[str, Any]:
-    """JSON Schema of a config mapping (task-spec params use it): types from the defaults, nothing else."""
+#: One line per field: ``harness train sharelock --help`` and the schemas show them.
+FIELD_HELP = {
+    "language_hidden_size": "width of the language projector's hidden layers",
+    "language_num_layers": "language projector layers (0: identity)",
+    "vision_hidden_size": "width of the vision projector's hidden layers",
+    "vision_num_layers": "vision projector layers (0: identity, the reference: a locked image tower)",
+    "embedding_space_dim": "shared width when both projectors have layers",
+    "normalize": "L2-normalise projector outputs",
+    "dropout": "dropout of the projector blocks",
+    "log_logit_scale": "log of the fixed similarity scale",
+    "learning_rate": "Adam learning rate",
+    "weight_decay": "Adam weight decay",
+    "lr_schedule": "cosine (with warm-up) or constant",
+    "lr_warmup_steps": "warm-up optimizer steps of the cosine schedule",
+    "max_steps": "optimizer steps",
+    "batch_size": "pairs per micro-batch",
+    "accumulate_grad_batches": "micro-batches per optimizer step",
+    "max_grad_norm": "gradient clipping norm",
+    "val_split_num": "pairs held out for validation (0: none, keep the final weights)",
+    "val_check_interval": "micro-batches between validation checks",
+    "early_stopping": "stop after early_stopping_patience checks without improvement",
+    "early_stopping_patience": "validation checks without improvement before stopping",
+    "early_stopping_min_delta": "smallest validation-loss decrease that counts as an improvement",
+    "seed": "seeds the split, the initialisation and the batch order",
+    "precision": "32-true (reference), bf16-mixed or tf32",
+}
+_ENUMS = {"lr_schedule": ["cosine", "constant"], "precision": list(PRECISIONS)}
+
+
+def field_schemas(exclude: tuple[str, ...] = ("seed",), defaults: bool = False) -> dict[str, dict[str, Any]]:
+    """JSON Schema of each ``ShareLockConfig`` field but ``exclude`` (types from the defaults, the two
+    enumerations, ``defaults`` filled in when asked); ranges are checked by ``ShareLockConfig`` itself."""
     kinds = {bool: "boolean", int: "integer", float: "number", str: "string"}
-    props = {f.name: {"type": kinds[type(f.default)]} for f in fields(ShareLockConfig)}
-    return {"type": "object", "additionalProperties": False, "properties": props}
+    props: dict[str, dict[str, Any]] = {}
+    for f in fields(ShareLockConfig):
+        if f.name in exclude:
+            continue
+        prop: dict[str, Any] = {"type": kinds[type(f.default)], "description": FIELD_HELP[f.name]}
+        if f.name in _ENUMS:
+            prop["enum"] = _ENUMS[f.name]
+        if defaults:
+            prop["default"] = f.default
+        props[f.name] = prop
+    return props
+
+
+def config_schema(exclude: tuple[str, ...] = ("seed",)) -> dict[str, Any]:
+    """JSON Schema of a mapping of config overrides (the ``viterb`` kind's ``params.sharelock``): every
+    field but ``exclude`` (by default ``seed``: the head's seed is the run's ``--seed``)."""
+    return {"type": "object", "additionalProperties": False, "properties": field_schemas(exclude)}

@@ -1,43 +1,45 @@
-"""``sharelock:PATH``: a trained ShareLock head on its frozen towers, as an image+text encoder.
+"""``sharelock:PATH``: a trained ShareLock head on its frozen towers, as an image+text model.
 
 PATH is a folder written by ``harness train sharelock`` (``sharelock.json`` +
 ``sharelock.safetensors``) or an official Lightning ``.ckpt``. ``encode_image`` = the vision
 tower's features through the vision projector; ``encode_text`` = the language tower's
 features through the language projector; both L2-normalised, in the shared space. Every
-zero-shot task can use it like any CLIP model.
+zero-shot task can use it like any CLIP model (capabilities ``image_embed`` and ``text_embed``).
 
-Towers are loaded by harness name (recorded in the checkpoint). For harness checkpoints the
-towers' weight fingerprints must equal the recorded ones: a head is only meaningful on the
-exact features it was trained on. Preprocessing is the vision tower's own, except for
-official checkpoints, which use ShareLock's deterministic evaluation transform.
+Towers are loaded by harness name (recorded in the checkpoint) with ``LoadContext.model``: the
+run's plugins and execution config, each loaded once per run. For harness checkpoints the towers'
+weight fingerprints must equal the recorded ones: a head is only meaningful on the exact features
+it was trained on. The seed is part of a tower only where it decides the weights (a randomly
+initialised tower, ``torchvision:ARCH/random``): a tower loaded with the run's seed whose
+fingerprint differs is loaded again with the seed it was trained with (``load_seed``), so a head
+means the same model under every ``--seed``; pretrained towers never load twice. Preprocessing is
+the vision tower's own, except for official checkpoints, which use ShareLock's deterministic
+evaluation transform.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from harness.encoder import LoadOptions, n_parameters, state_fingerprint
-from harness.errors import ModelLoadError, UnknownNameError
-from harness.specs import EncoderSpec
-
-from . import towers
+from harness import LoadContext, ModelLoadError, ModelSpec, UnknownNameError, n_parameters, state_fingerprint
 
 PREFIX = "sharelock:"
 FACTORY = "harness_sharelock.encoder:load"
-IMAGE_TEXT = frozenset({"image", "text"})
+CAPABILITIES = frozenset({"image_embed", "text_embed"})
+#: Role in the checkpoint -> the capability the tower must have.
+TOWERS = {"vision": "image_embed", "language": "text_embed"}
 
 
-def parse(name: str) -> EncoderSpec | None:
+def parse(name: str) -> ModelSpec | None:
     """Spec of a ``sharelock:PATH`` name (the path made absolute and checked); None for other prefixes."""
     if not name.startswith(PREFIX):
         return None
     rest = name[len(PREFIX):]
     if not rest:
-        raise UnknownNameError(f"encoder {name!r}: expected {PREFIX}DIR (from `harness train sharelock`) or {PREFIX}FILE.ckpt")
+        raise UnknownNameError(f"model {name!r}: expected {PREFIX}DIR (from `harness train sharelock`) or {PREFIX}FILE.ckpt")
     path = os.path.abspath(os.path.expanduser(rest))
     if os.path.isdir(path):
         kind = "folder"
@@ -45,13 +47,13 @@ def parse(name: str) -> EncoderSpec | None:
         kind = "lightning"
     else:
         raise ModelLoadError(f"cannot load model {name!r}: {path} is neither a ShareLock checkpoint folder nor a .ckpt file")
-    return EncoderSpec(name=f"{PREFIX}{path}", factory=FACTORY, modalities=IMAGE_TEXT, args={"path": path, "kind": kind},
-                       description=f"ShareLock head on frozen towers, from {path}")
+    return ModelSpec(name=f"{PREFIX}{path}", factory=FACTORY, capabilities=CAPABILITIES, args={"path": path, "kind": kind},
+                     description=f"ShareLock head on frozen towers, from {path}")
 
 
 def sharelock_transform() -> Any:
     """The official evaluation transform: Resize(256) -> CenterCrop(224) -> tensor -> ImageNet Normalize."""
-    from harness.torchcompat import ensure_torchvision
+    from harness import ensure_torchvision
 
     ensure_torchvision()
     from torchvision import transforms
@@ -61,9 +63,7 @@ def sharelock_transform() -> Any:
 
 
 class ShareLockEncoder:
-    """Image and text encoder: frozen towers + the trained projectors."""
-
-    modalities = IMAGE_TEXT
+    """Image and text embedder: frozen towers + the trained projectors."""
 
     def __init__(self, head: Any, vision: Any, language: Any, meta: dict[str, Any], device: str) -> None:
         self.head, self.vision, self.language = head.to(device).eval(), vision, language
@@ -98,15 +98,19 @@ class ShareLockEncoder:
         return dict(self._provenance)
 
 
+def _fingerprint(tower: Any) -> Any:
+    return tower.provenance().get("fingerprint")
+
+
 def _check_tower(role: str, recorded: dict[str, Any], tower: Any, where: str) -> None:
     expected = recorded.get("fingerprint")
-    actual = tower.provenance().get("fingerprint")
+    actual = _fingerprint(tower)
     if expected and actual != expected:
         raise ModelLoadError(f"{where}: the {role} tower {recorded.get('name')!r} has weights fingerprint {str(actual)[:12]}..., "
                              f"but the head was trained on features of {str(expected)[:12]}...")
 
 
-def load_head(spec: EncoderSpec) -> tuple[Any, dict[str, Any]]:
+def load_head(spec: ModelSpec) -> tuple[Any, dict[str, Any]]:
     """(head, meta) from a folder or a Lightning file."""
     from . import checkpoint, lightning
 
@@ -114,21 +118,31 @@ def load_head(spec: EncoderSpec) -> tuple[Any, dict[str, Any]]:
     return lightning.load(path) if spec.args["kind"] == "lightning" else checkpoint.load(path)
 
 
-def load(spec: EncoderSpec, options: LoadOptions) -> ShareLockEncoder:
+def load_tower(ctx: LoadContext, recorded: dict[str, Any], capability: str) -> Any:
+    """The tower ``recorded["name"]`` as the head was trained on it (see the module docstring): loaded
+    with the run's seed, and again with the recorded ``load_seed`` only when that changes its weights."""
+    tower = ctx.model(recorded["name"], capability)
+    seed = recorded.get("load_seed")
+    expected = recorded.get("fingerprint")
+    if expected and _fingerprint(tower) != expected and seed is not None and int(seed) != ctx.seed:
+        tower = ctx.model(recorded["name"], capability, seed=int(seed))
+    return tower
+
+
+def load(spec: ModelSpec, ctx: LoadContext) -> ShareLockEncoder:
     """Factory named by ``sharelock:`` specs: the head, then both towers by harness name."""
     head, meta = load_head(spec)
     loaded = {}
-    for role, modality in (("vision", "image"), ("language", "text")):
+    for role, capability in TOWERS.items():
         recorded = meta.get(role) or {}
         if not recorded.get("name"):
             official = recorded.get("official_name")
-            raise ModelLoadError(f"cannot load model {spec.name!r}: no harness encoder is known for its {role} tower "
+            raise ModelLoadError(f"cannot load model {spec.name!r}: no harness model is known for its {role} tower "
                                  f"{official!r} (known: {', '.join(_known_official(role))})")
-        seed = recorded.get("load_seed", options.seed)  # towers are part of the model, not of the run
-        loaded[role] = towers.load_keyed(recorded["name"], dataclasses.replace(options, seed=int(seed)), modality)[0]
+        loaded[role] = load_tower(ctx, recorded, capability)
         _check_tower(role, recorded, loaded[role], spec.name)
     meta = dict(meta, revision=meta.get("revision") or _weights_digest(spec))
-    return ShareLockEncoder(head, loaded["vision"], loaded["language"], meta, options.device)
+    return ShareLockEncoder(head, loaded["vision"], loaded["language"], meta, ctx.device)
 
 
 def _known_official(role: str) -> list[str]:
@@ -137,7 +151,7 @@ def _known_official(role: str) -> list[str]:
     return sorted(VISION_TOWERS) if role == "vision" else ["any transformers language model id"]
 
 
-def _weights_digest(spec: EncoderSpec) -> str:
+def _weights_digest(spec: ModelSpec) -> str:
     """``sha256:<hex>`` of the weights file (the head's revision)."""
     from .checkpoint import WEIGHTS
 

@@ -21,10 +21,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from harness.atomicfile import write_bytes_atomic
-from harness.encoder import load_state_strict
-from harness.errors import ModelLoadError
-from harness.hub import first_line
+from harness import ModelLoadError, first_line, load_state_strict, write_bytes_atomic
 
 from .config import ShareLockConfig
 
@@ -154,8 +151,8 @@ def load(path: Path) -> tuple[Any, dict[str, Any]]:
     return model.eval(), meta
 
 
-def write(path: Path, model: Any, meta: dict[str, Any], global_step: int = 0) -> Path:
-    """Export ``model`` in the official format (plain-dict ``hyper_parameters``; ``meta`` under ``harness``)."""
+def dumps(model: Any, meta: dict[str, Any], global_step: int = 0) -> bytes:
+    """``model`` in the official format (plain-dict ``hyper_parameters``; ``meta`` under ``harness``)."""
     import torch
 
     c = model.config
@@ -177,4 +174,9 @@ def write(path: Path, model: Any, meta: dict[str, Any], global_step: int = 0) ->
     buffer = io.BytesIO()
     torch.save({"epoch": 0, "global_step": global_step, "pytorch-lightning_version": "2.4.0",
                 "state_dict": state, "hyper_parameters": hparams, "harness": meta}, buffer)
-    return write_bytes_atomic(Path(path), buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write(path: Path, model: Any, meta: dict[str, Any], global_step: int = 0) -> Path:
+    """Write :func:`dumps` to ``path`` atomically."""
+    return write_bytes_atomic(Path(path), dumps(model, meta, global_step))

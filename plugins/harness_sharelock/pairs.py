@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from harness.errors import DataError
+from harness import DataError
 
 if TYPE_CHECKING:
-    import datasets
+    from harness import TrainData, TrainModel
 
 
 def word_pattern(words: Sequence[str]) -> re.Pattern[str]:
@@ -61,21 +61,24 @@ class ClassSplit:
 
 
 def unique_texts(features: Any, texts: Sequence[str]) -> np.ndarray:
-    """Embed each distinct text once (captions repeat), returned in the order of ``texts``."""
+    """Embed each distinct text once (captions repeat) with ``features.texts`` (a task context, a
+    model of one, or a trainer's frozen model), returned in the order of ``texts``."""
     distinct = list(dict.fromkeys(texts))
     embedded = np.asarray(features.texts(distinct), dtype=np.float32)
     where = {text: i for i, text in enumerate(distinct)}
     return embedded[[where[t] for t in texts]] if len(texts) else embedded
 
 
-def pair_features(data: datasets.Dataset, image_column: str, text_column: str, vision: Any, language: Any,
+def pair_features(data: TrainData, image_column: str, text_column: str, vision: TrainModel, language: TrainModel,
                   where: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(N, Dv)`` image and ``(N, Dl)`` caption features of ``data``'s rows (two feature extractors)."""
+    """``(N, Dv)`` image and ``(N, Dl)`` caption features of ``data``'s rows (two frozen models of a
+    trainer's context; captions embedded once each)."""
+    columns = data.rows.column_names
     for column in (image_column, text_column):
-        if column not in data.column_names:
-            raise DataError(f"{where}: no column {column!r}; columns are {data.column_names}")
-    captions = [str(c) for c in data[text_column]]
+        if column not in columns:
+            raise DataError(f"{where}: no column {column!r}; columns are {columns}")
+    captions = [str(c) for c in data.rows[text_column]]
     if not captions:
         raise DataError(f"{where}: no pairs to train on")
-    images = np.asarray(vision.images(data, image_column, where=where), dtype=np.float32)
+    images = np.asarray(vision.images(data, image_column), dtype=np.float32)
     return images, unique_texts(language, captions)

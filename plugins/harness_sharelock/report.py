@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from harness.errors import UsageError
-
-if TYPE_CHECKING:
-    from harness.registry import Registries
+from harness import UsageError, latest_per_seed, read_result
 
 
 def add_command(subparsers: Any, parents: list[Any]) -> None:
@@ -31,9 +28,6 @@ def add_command(subparsers: Any, parents: list[Any]) -> None:
 def collect(folders: list[Path], task: str | None) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """task -> model -> result documents of ``viterb`` tasks, the latest of each seed (as the
     leaderboard counts them: a folder given twice, or a rerun, does not add seeds)."""
-    from harness.leaderboard import latest_per_seed
-    from harness.result import read_result
-
     docs = []
     for folder in folders:
         if not folder.is_dir():
@@ -53,16 +47,23 @@ def _stats(docs: list[dict[str, Any]], metric: str) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _chance(task: str, registries: Registries) -> str:
-    from harness.taskspec import load_task_spec
+def _chance(task: str, registries: Any) -> str:
+    """`` (unseen: ...; chance ...%)`` from the registered task's ``params.unseen``; empty when unknown."""
+    import yaml
 
     if task not in registries.tasks:
         return ""
-    unseen = load_task_spec(registries.tasks.get(task)).params.get("unseen") or []
-    return f" (unseen: {', '.join(unseen)}; chance {100 / len(unseen):.1f}%)" if unseen else ""
+    try:
+        spec = yaml.safe_load(Path(registries.tasks.get(task)).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return ""
+    unseen = ((spec or {}).get("params") or {}).get("unseen") if isinstance(spec, dict) else None
+    if not isinstance(unseen, list) or not unseen:
+        return ""
+    return f" (unseen: {', '.join(map(str, unseen))}; chance {100 / len(unseen):.1f}%)"
 
 
-def render(found: dict[str, dict[str, list[dict[str, Any]]]], registries: Registries) -> str:
+def render(found: dict[str, dict[str, list[dict[str, Any]]]], registries: Any) -> str:
     """The comparison as text, one block per task."""
     lines = []
     for task, models in sorted(found.items()):
@@ -81,7 +82,7 @@ def render(found: dict[str, dict[str, list[dict[str, Any]]]], registries: Regist
     return "\n".join(lines)
 
 
-def report(args: argparse.Namespace, registries: Registries) -> int:
+def report(args: argparse.Namespace, registries: Any) -> int:
     """Handler of ``harness viterb-report``."""
     found = collect(list(args.results), args.task)
     if not found:

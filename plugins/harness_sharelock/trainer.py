@@ -29,7 +29,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -77,7 +77,7 @@ def split_indices(n: int, val_split_num: int, seed: int) -> tuple[list[int], lis
 def _schedule(optimizer: torch.optim.Optimizer, config: ShareLockConfig) -> Any:
     if config.lr_schedule == "constant":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    from harness.torchcompat import ensure_torchvision
+    from harness import ensure_torchvision
 
     ensure_torchvision()
     from transformers import get_cosine_schedule_with_warmup
@@ -185,8 +185,11 @@ class _Run:
 
 
 def train(config: ShareLockConfig, vision: Any, language: Any, device: str = "cpu",
-          progress: bool | None = None) -> TrainResult:
-    """Train a head on ``(N, Dv)`` vision and ``(N, Dl)`` language features (numpy or torch)."""
+          progress: bool | None = None, bar: Callable[..., Any] | None = None) -> TrainResult:
+    """Train a head on ``(N, Dv)`` vision and ``(N, Dl)`` language features (numpy or torch).
+
+    Progress: ``bar(desc=..., total=...)`` when given (``ctx.bar`` of a task or trainer context), else a
+    tqdm bar shown when ``progress`` (default: stderr is a terminal)."""
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -204,11 +207,13 @@ def train(config: ShareLockConfig, vision: Any, language: Any, device: str = "cp
         run = _Run(config, model, optimizer, _schedule(optimizer, config), _Tracker(config))
         batches = _micro_batches(len(train_rows), config, torch.Generator().manual_seed(config.seed))
         show = sys.stderr.isatty() if progress is None else progress
-        with tqdm(total=config.max_steps, desc="sharelock", disable=not show, leave=False) as bar:
+        shown = bar(desc="sharelock", total=config.max_steps) if bar is not None else \
+            tqdm(total=config.max_steps, desc="sharelock", disable=not show, leave=False)
+        with shown:
             while run.step < config.max_steps:
                 index, end_of_epoch = next(batches)
                 rows = train_rows[index.to(device)]
-                bar.update(int(run.micro_step(vision[rows], language[rows], end_of_epoch)))
+                shown.update(int(run.micro_step(vision[rows], language[rows], end_of_epoch)))
                 if run.validate_if_due(vision, language, val_rows):
                     break
         if run.tracker.state is not None:

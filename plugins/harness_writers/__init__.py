@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness import hookimpl
-from harness.atomicfile import write_text_atomic
-from harness.result import dumps, model_id
-from harness.specs import WriterSpec
+from harness import WriterSpec, dumps, hookimpl, model_id, write_text_atomic
 
 
 @hookimpl

@@ -2,8 +2,30 @@
 
 from __future__ import annotations
 
-from harness import hookimpl
-from harness.specs import TaskKindSpec
+from harness import TaskKindSpec, hookimpl
+
+DEFAULT_TEMPLATES = ("a photo of a {c}.",)
+DEFAULT_LOGIT_SCALE = 100.0
+
+PARAMS_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "templates": {
+            "type": "array", "minItems": 1,
+            "items": {"type": "string", "x-template": ["c"]},
+            "default": list(DEFAULT_TEMPLATES),
+            "description": "prompt templates; {c} is replaced by the class name",
+        },
+        "classnames": {
+            "type": "array", "minItems": 2,
+            "items": {"type": "string", "minLength": 1},
+            "description": "class names in label order (default: the label column's ClassLabel names)",
+        },
+        "logit_scale": {"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_LOGIT_SCALE,
+                        "description": "logits = logit_scale * cosine similarity"},
+    },
+}
 
 
 @hookimpl
@@ -12,16 +34,10 @@ def harness_register_task_kinds() -> list[TaskKindSpec]:
         TaskKindSpec(
             name="zeroshot_classification",
             factory="harness_zeroshot.kind:ZeroShotClassification",
-            requires=frozenset({"image", "text"}),
+            needs=frozenset({"image_embed", "text_embed"}),
             outputs=frozenset({"logits", "labels"}),
             columns=("image", "label"),
-            params_schema={
-                "type": "object",
-                "additionalProperties": False,
-                "properties": {
-                    "logit_scale": {"type": "number", "exclusiveMinimum": 0, "default": 100.0},
-                },
-            },
+            params_schema=PARAMS_SCHEMA,
             description="logits = scale * cos(image, class prototype); prototype = renormalised mean of "
             "normalised template embeddings",
         )

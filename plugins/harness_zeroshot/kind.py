@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.taskkind import TaskContext, class_names
+from harness import DataError, SpecError, TaskContext
 
-DEFAULT_TEMPLATES = ("a photo of a {c}.",)
+from . import DEFAULT_LOGIT_SCALE, DEFAULT_TEMPLATES
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -27,15 +27,33 @@ def class_prototypes(text_embeddings: np.ndarray, n_classes: int, n_templates: i
     return normalize(per_prompt.mean(axis=1))
 
 
+def _labels(ctx: TaskContext, names: list[str]) -> np.ndarray:
+    """The evaluated labels, checked against the class names: given ``params.classnames`` must match the
+    label column's ClassLabel names in number, and no label may reach past the last name. Negative
+    labels (unlabelled rows) pass; the metrics leave them out."""
+    column, given = ctx.column("label"), "classnames" in ctx.params
+    labelled = getattr(ctx.rows().features.get(column), "names", None)
+    if given and labelled and len(labelled) != len(names):
+        raise SpecError(f"{ctx.where}: params.classnames: {len(names)} names, but column {column!r} has "
+                        f"{len(labelled)} classes")
+    labels = ctx.labels()
+    beyond = labels[labels >= len(names)]
+    if len(beyond):
+        source = "params.classnames" if given else f"the class names of column {column!r}"
+        raise DataError(f"{ctx.where}: column {column!r}: label {int(beyond[0])} outside [0, {len(names)}) "
+                        f"of {source} ({len(beyond)} such rows)")
+    return labels
+
+
 class ZeroShotClassification:
-    """Task kind ``zeroshot_classification``."""
+    """Task kind ``zeroshot_classification``: returns ``logits (N, C)`` and ``labels (N,)``."""
 
     def evaluate(self, ctx: TaskContext) -> dict[str, np.ndarray]:
-        names = class_names(ctx)
-        templates = list(ctx.spec.prompts.get("templates", DEFAULT_TEMPLATES))
+        names = ctx.class_names()
+        labels = _labels(ctx, names)
+        templates = list(ctx.params.get("templates", DEFAULT_TEMPLATES))
         prompts = [template.format(c=name) for name in names for template in templates]
-        prototypes = class_prototypes(ctx.features.texts(prompts), len(names), len(templates))
-        images = normalize(ctx.features.images(ctx.split, ctx.column("image"), where=ctx.where))
-        scale = float(ctx.spec.params.get("logit_scale", 100.0))
-        labels = np.asarray(ctx.data[ctx.column("label")], dtype=np.int64)
+        prototypes = class_prototypes(ctx.texts(prompts), len(names), len(templates))
+        images = normalize(ctx.images(ctx.column("image")))
+        scale = float(ctx.params.get("logit_scale", DEFAULT_LOGIT_SCALE))
         return {"logits": (scale * images @ prototypes.T).astype(np.float32), "labels": labels}

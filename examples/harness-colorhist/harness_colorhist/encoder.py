@@ -1,22 +1,19 @@
-"""The colour-histogram encoder (implements harness's Encoder protocol)."""
+"""The colour-histogram model (capability ``image_embed``; no text tower, so no ``encode_text``)."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from harness.encoder import LoadOptions
-from harness.specs import EncoderSpec
+from harness import LoadContext, ModelSpec
 
 SIZE = 64
 
 
 class ColorHistogram:
     """Joint RGB histogram of a 64x64 resize: what colours an image contains, nothing else."""
-
-    modalities = frozenset({"image"})
 
     def __init__(self, bins: int) -> None:
         self.bins = bins
@@ -33,13 +30,10 @@ class ColorHistogram:
         counts.scatter_add_(1, index.flatten(1), torch.ones_like(index.flatten(1), dtype=counts.dtype))
         return counts / counts.sum(dim=1, keepdim=True)
 
-    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
-        raise NotImplementedError("colorhist encoders have no text tower")
-
     def provenance(self) -> dict[str, Any]:
         return {"revision": None, "fingerprint": hashlib.sha256(f"colorhist-{self.bins}-{SIZE}".encode()).hexdigest(),
                 "n_parameters": 0}
 
 
-def load(spec: EncoderSpec, options: LoadOptions) -> ColorHistogram:
+def load(spec: ModelSpec, ctx: LoadContext) -> ColorHistogram:
     return ColorHistogram(int(spec.args["bins"]))

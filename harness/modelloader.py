@@ -1,0 +1,124 @@
+"""Resolve and load models by harness name, once per run, and name them in the feature store.
+
+One :class:`ModelLoader` per ``harness run`` / ``harness train``: the model under test, the frozen
+towers a task or trainer asks for (``ctx.model``), and the parts of composite models all load
+through it with the run's plugins and execution config, each at most once. Nothing is kept in
+process-global state, so a second run with other settings never sees the first one's models.
+
+A model's feature-store key is its spec name, plugin and plugin version, weights fingerprint and
+revision, and its **code fingerprint**: the spec's ``code_version`` when the plugin declares one,
+else the sha256 of every ``.py`` file of the package its factory lives in -- editing a plugin's
+encoder invalidates the features it computed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import IncompatibleError
+from .models import LoadContext, build_model
+
+if TYPE_CHECKING:
+    from .execution import ExecutionConfig
+    from .registry import Registries
+    from .specs import ModelSpec
+
+
+@lru_cache(maxsize=None)
+def _source_digest(files: tuple[tuple[str, float, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for path, _, _ in files:
+        digest.update(path.encode() + b"\0" + Path(path).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def code_fingerprint(spec: ModelSpec) -> str:
+    """``version:<code_version>``, else ``sha256:<digest of the factory package's .py files>``
+    (memoised by path, mtime and size, so a changed file is hashed again)."""
+    if spec.code_version:
+        return f"version:{spec.code_version}"
+    module = spec.factory.partition(":")[0]
+    found = importlib.util.find_spec(module.split(".")[0])
+    if found is None or found.origin is None:
+        return "unknown"
+    origin = Path(found.origin)
+    paths = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+    files = tuple((str(p), p.stat().st_mtime, p.stat().st_size) for p in paths)
+    return "sha256:" + _source_digest(files)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A built model with what names it in results and in the feature store."""
+
+    spec: ModelSpec
+    plugin: str
+    model: Any
+    load_s: float
+    channels_last: bool = False
+    """Whether its convolutional modules were converted to channels_last (on CUDA)."""
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return self.model.provenance()
+
+    def key(self, registries: Registries) -> dict[str, Any]:
+        """The feature-store key of this model (see the module docstring)."""
+        info = registries.pm.provenance.get(self.plugin) if registries is not None else None
+        provenance = self.provenance
+        return {"name": self.spec.name, "plugin": self.plugin, "plugin_version": info.version if info else None,
+                "fingerprint": provenance["fingerprint"], "revision": provenance.get("revision"),
+                "code": code_fingerprint(self.spec)}
+
+    def record(self, role: str | None = None, device: str = "cpu") -> dict[str, Any]:
+        """How results describe this model; with ``role``, as an auxiliary model (plus how it ran)."""
+        provenance = self.provenance
+        out = {"name": self.spec.name, "plugin": self.plugin, "revision": provenance.get("revision"),
+               "fingerprint": provenance["fingerprint"], "n_parameters": int(provenance["n_parameters"]),
+               "code_fingerprint": code_fingerprint(self.spec)}
+        if role is None:
+            return out
+        from .hardware import attention_kernel
+
+        return {**out, "role": role, "capabilities": sorted(self.spec.capabilities),
+                "execution": {"channels_last": self.channels_last, "attention": attention_kernel(self.model, device)}}
+
+
+@dataclass
+class ModelLoader:
+    """Loads models of one run (see the module docstring)."""
+
+    registries: Registries
+    execution: ExecutionConfig
+    _loaded: dict[tuple[str, int], LoadedModel] = field(default_factory=dict, repr=False)
+
+    def resolve(self, name: str, capability: str | None = None) -> tuple[ModelSpec, str]:
+        """(spec, plugin) of ``name``; it must declare ``capability`` when given (no loading)."""
+        spec, plugin = self.registries.resolve_model(name)
+        if capability is not None and capability not in spec.capabilities:
+            raise IncompatibleError(f"model {name!r} has capabilities {sorted(spec.capabilities)}; "
+                                    f"it must have {capability!r}")
+        return spec, plugin
+
+    def load(self, name: str, capability: str | None = None, seed: int | None = None) -> LoadedModel:
+        """The model ``name``, built at most once per loader (and seed: ``seed`` overrides the run's for
+        models whose weights depend on it, e.g. a randomly initialised tower a head was trained on)."""
+        from dataclasses import replace
+
+        spec, plugin = self.resolve(name, capability)
+        execution = self.execution if seed is None else replace(self.execution, seed=seed)
+        cache_key = (repr(spec), execution.seed)  # the whole spec: -p may change what a name resolves to
+        if cache_key not in self._loaded:
+            from .hardware import use_channels_last
+
+            start = time.perf_counter()
+            model = build_model(spec, LoadContext(execution, self))
+            channels_last = use_channels_last(model, self.execution.device)
+            self._loaded[cache_key] = LoadedModel(spec, plugin, model, time.perf_counter() - start, channels_last)
+        return self._loaded[cache_key]
