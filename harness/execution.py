@@ -111,7 +111,3 @@ class ExecutionConfig:
         from .hardware import resolve_device
 
         return replace(self, device=resolve_device(self.device))
-
-    def autocast(self) -> Any:
-        """:func:`autocast` for this config's device and dtype."""
-        return autocast(self.device, self.dtype)

@@ -126,7 +126,8 @@ class Features:
                                     "dataset": split.identity, "column": column, "output": name, "dtype": self.dtype})
         ids = split.sample_ids() if fset is not None else [str(i) for i in range(len(split))]
         rows = ImageRows(split.data, column, self.encoder.preprocess, where)
-        return self._extract(fset, ids, lambda chunks: self._image_chunks(rows, chunks, encode), "images")
+        what = "encode_image" if output == "pooled" else "encode_image_tokens"
+        return self._extract(fset, ids, lambda chunks: self._image_chunks(rows, chunks, encode, what), "images")
 
     def texts(self, texts: Sequence[str], where: str = "texts") -> np.ndarray:
         """``(N, D)`` float32 text embeddings, in order (cached by encoder + sha256 of each text)."""
@@ -200,8 +201,8 @@ class Features:
             raise IncompatibleError(f"model {self.name!r} has no token-level outputs (encode_image_tokens)")
         return lambda pixels: tokens(pixels, layer)
 
-    def _image_chunks(self, rows: ImageRows, chunks: list[list[int]],
-                      encode: Callable[[Any], Any]) -> Iterator[tuple[list[int], np.ndarray]]:
+    def _image_chunks(self, rows: ImageRows, chunks: list[list[int]], encode: Callable[[Any], Any],
+                      what: str) -> Iterator[tuple[list[int], np.ndarray]]:
         if not chunks:
             return
         from tqdm.auto import tqdm
@@ -220,7 +221,7 @@ class Features:
                         pixels = next(loaded)
                         if isinstance(pixels, DecodeFailure):
                             raise DataError(pixels.message)
-                        parts.append(self._run(encode, self._to_device(pixels, pin)))
+                        parts.append(self._run(encode, self._to_device(pixels, pin), what))
                         self.counters.images += len(pixels)
                         bar.update(len(pixels))
                     yield chunk, np.concatenate(parts)
@@ -236,7 +237,7 @@ class Features:
                 parts = []
                 for i in range(0, len(chunk), batch):
                     strings = [texts[p] for p in chunk[i:i + batch]]
-                    parts.append(self._run(self.encoder.encode_text, strings))
+                    parts.append(self._run(self.encoder.encode_text, strings, "encode_text"))
                     self.counters.texts += len(strings)
                     bar.update(len(strings))
                 yield chunk, np.concatenate(parts)
@@ -250,26 +251,26 @@ class Features:
                 pixels = pixels.contiguous(memory_format=torch.channels_last)
         return pixels
 
-    def _run(self, encode: Callable[[Any], Any], batch: Any) -> np.ndarray:
+    def _run(self, encode: Callable[[Any], Any], batch: Any, what: str) -> np.ndarray:
         """One batch through ``encode`` (halved on CUDA out-of-memory); with ``check_determinism``,
         again in halves, recording the largest per-sample difference."""
-        out = self._forward(encode, batch)
+        out = self._forward(encode, batch, what)
         if self.check_determinism and len(batch) > 1:
             half = (len(batch) + 1) // 2
-            again = np.concatenate([self._forward(encode, batch[:half]), self._forward(encode, batch[half:])])
+            again = np.concatenate([self._forward(encode, batch[:half], what), self._forward(encode, batch[half:], what)])
             diff = float(np.max(np.abs(again.astype(np.float64) - out))) if out.size else 0.0
             self.counters.max_abs_diff = max(self.counters.max_abs_diff or 0.0, diff)
         return out
 
-    def _forward(self, encode: Callable[[Any], Any], batch: Any) -> np.ndarray:
-        """One batch through ``encode`` (split on out-of-memory), its output checked: one row per
-        input, finite, and ``(N, embed_dim)`` for pooled outputs."""
+    def _forward(self, encode: Callable[[Any], Any], batch: Any, what: str) -> np.ndarray:
+        """One batch through ``encode`` (the model's method ``what``; split on out-of-memory), its output
+        checked: one row per input, finite, and ``(N, embed_dim)`` for pooled outputs."""
         start = time.perf_counter()
 
         def run(part: Any) -> np.ndarray:
             with self._precision():
                 out = encode(part)
-            return self._checked_output(encode, part, out.float().cpu().numpy())
+            return self._checked_output(what, part, out.float().cpu().numpy())
 
         def join(parts: list[np.ndarray]) -> np.ndarray:
             if not self._oom_warned:
@@ -282,9 +283,7 @@ class Features:
         finally:
             self.counters.forward_seconds += time.perf_counter() - start
 
-    def _checked_output(self, encode: Callable[[Any], Any], batch: Any, out: np.ndarray) -> np.ndarray:
-        what = "encode_text" if encode == getattr(self.encoder, "encode_text", None) else \
-            "encode_image" if encode == getattr(self.encoder, "encode_image", None) else "encode_image_tokens"
+    def _checked_output(self, what: str, batch: Any, out: np.ndarray) -> np.ndarray:
         if out.ndim == 0 or len(out) != len(batch):
             raise PluginError(f"model {self.name!r}: {what} returned {out.shape[0] if out.ndim else 'a scalar'} "
                               f"rows for a batch of {len(batch)}")

@@ -161,10 +161,14 @@ class TrainContext:
 
 
 def add_trainer_options(parser: Any, spec: TrainerSpec) -> None:
-    """``--NAME`` options for each top-level property of the trainer's config schema."""
+    """``--NAME`` options for each top-level property of the trainer's config schema; a property whose
+    option would clash with one ``harness train`` already has (``--batch-size``, ``--seed``, ...) is set
+    with ``--set NAME=VALUE`` or ``--config`` only."""
     types = {"integer": int, "number": float, "string": str}
     for name, sub in (spec.config_schema.get("properties") or {}).items():
         flag = "--" + name.replace("_", "-")
+        if flag in parser._option_string_actions:
+            continue
         help_text = sub.get("description", "")
         if sub.get("type") == "boolean":
             parser.add_argument(flag, dest=f"cfg_{name}", action=argparse.BooleanOptionalAction, default=None,

@@ -143,7 +143,8 @@ def harness_register_trainers():
     _called("harness_register_trainers")
     schema = {"type": "object", "additionalProperties": False, "properties": {
         "model": {"type": "string", "default": "api:image"}, "data": {"type": "string", "default": "api_data"},
-        "epochs": {"type": "integer", "minimum": 1, "default": 1}}}
+        "epochs": {"type": "integer", "minimum": 1, "default": 1}, "rate": {"type": "number", "default": 0.1},
+        "shuffle": {"type": "boolean", "default": True}, "seed": {"type": "integer", "default": 7}}}
     return [TrainerSpec("api_trainer", "harness_api_plugin:ApiTrainer", schema, "test trainer")]
 
 
@@ -211,13 +212,25 @@ def test_every_hook_is_exercised_through_the_cli(api_plugin, tmp_path: Path, cap
     assert main(["train", "api_trainer", "-p", "harness_api_plugin", "-o", str(tmp_path / "ckpt"), "--epochs", "2",
                  "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
     record = json.loads((tmp_path / "ckpt" / "harness-train.json").read_text())
-    assert record["config"] == {"model": "api:image", "data": "api_data", "epochs": 2}
+    assert record["config"] == {"model": "api:image", "data": "api_data", "epochs": 2, "rate": 0.1, "shuffle": True,
+                                "seed": 7}
     [backbone] = record["models"]
     assert backbone["role"] == "backbone" and len(backbone["fingerprint"]) == 64 and backbone["code_fingerprint"]
     assert (tmp_path / "ckpt" / "mean.txt").read_text()
     assert main(["-p", "harness_api_plugin", "api-hello"]) == 0
     hooks = {name for name in dir(harness.hookspecs) if name.startswith("harness_")}
     assert api_plugin.CALLED == hooks
+
+
+def test_trainer_options_come_from_its_schema(api_plugin, tmp_path: Path) -> None:
+    # --set values are JSON first (1e-3 is a number), booleans get --no-KEY, and a property whose option
+    # would clash with an execution option (seed) is set with --set only
+    assert main(["train", "api_trainer", "-p", "harness_api_plugin", "-o", str(tmp_path / "ckpt"), "--quiet",
+                 "--set", "rate=1e-3", "--no-shuffle", "--set", "seed=3", "--seed", "1",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    record = json.loads((tmp_path / "ckpt" / "harness-train.json").read_text())
+    assert (record["config"]["rate"], record["config"]["shuffle"], record["config"]["seed"], record["seed"]) == \
+        (0.001, False, 3, 1)
 
 
 def test_an_image_only_model_runs_image_tasks(api_plugin, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -14,7 +14,8 @@ a registered dataset builder (with ``--pairs-config``), or a local dataset path.
 towers come through the feature store (``--batch-size`` is the extraction batch size), stay on the
 device, and the head is trained with ``ShareLockConfig`` (reference defaults; every field is a
 top-level config key). ``batch_size`` (the training micro-batch) has no ``--KEY`` option, since
-``--batch-size`` is the extraction batch size: set it with ``--set batch_size=N`` or ``--config``.
+``--batch-size`` is the extraction batch size (the core skips clashing options): set it with
+``--set batch_size=N`` or ``--config``.
 
 Seed: ``--seed`` (default 0) is the head's ``ShareLockConfig.seed`` (train/validation split,
 initialisation, batch order), seeds the ``--limit`` subset, and is the seed towers load with (it
@@ -38,9 +39,6 @@ if TYPE_CHECKING:
 
 #: Keys of the trainer's config that are not ``ShareLockConfig`` fields.
 DATA_KEYS = ("vision", "language", "pairs", "split", "pairs_config", "image_column", "text_column", "limit", "lightning")
-#: ``ShareLockConfig`` fields whose ``--KEY`` option would clash with a shared execution option
-#: (``--batch-size``, ``--seed``): ``batch_size`` is set with ``--set``/``--config`` only, ``seed`` is ``--seed``.
-SET_ONLY = ("batch_size",)
 
 
 def config_schema() -> dict[str, Any]:
@@ -48,7 +46,6 @@ def config_schema() -> dict[str, Any]:
     from .config import field_schemas
 
     head = field_schemas(exclude=("seed",), defaults=True)
-    set_only = {name: head.pop(name) for name in SET_ONLY}
     name = {"type": "string", "minLength": 1}
     properties = {
         "vision": dict(name, description="image tower: a harness model with image_embed (e.g. torchvision:mobilenet_v2)"),
@@ -65,13 +62,8 @@ def config_schema() -> dict[str, Any]:
                       "description": "also write sharelock.ckpt in the official Lightning format"},
         **head,
     }
-    return {
-        "type": "object", "required": ["vision", "language", "pairs"], "properties": properties,
-        # the SET_ONLY keys are checked here, outside ``properties``: the core makes a --KEY option of
-        # each top-level property; ``propertyNames`` names every allowed key in its error
-        "allOf": [{"properties": set_only}],
-        "propertyNames": {"enum": sorted([*properties, *set_only])},
-    }
+    return {"type": "object", "additionalProperties": False, "required": ["vision", "language", "pairs"],
+            "properties": properties}
 
 
 def head_config(config: Mapping[str, Any], seed: int) -> Any:
