@@ -180,12 +180,17 @@ class TaskContext:
     def bar(self, iterable: Iterable[Any] | None = None, *, desc: str, total: int | None = None) -> Any:
         """A progress bar (tqdm) for a kind's own loops, e.g. training epochs; silent with
         ``--quiet``, when stderr is not a terminal, and on ranks other than 0."""
-        from tqdm.auto import tqdm
-
-        return tqdm(iterable, desc=desc, total=total, disable=not (self._progress and self.compute.main), leave=False)
+        return progress_bar(iterable, desc, total, self._progress and self.compute.main)
 
     def _split(self, split: str | None) -> Split:
         return self._evaluated if split is None else self._load_split(split)
+
+
+def progress_bar(iterable: Iterable[Any] | None, desc: str, total: int | None, show: bool) -> Any:
+    """A tqdm bar that is shown only when ``show`` (the run's progress setting, on the main process)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, disable=not show, leave=False)
 
 
 class TaskKind(Protocol):

@@ -25,7 +25,7 @@ from .features import Features
 from .featurestore import FeatureStore
 from .modelloader import ModelLoader
 from .processgroup import ProcessGroup
-from .taskkind import Compute
+from .taskkind import Compute, progress_bar
 from .taskspec import DatasetSource
 
 if TYPE_CHECKING:
@@ -135,10 +135,7 @@ class TrainContext:
 
     def bar(self, iterable: Any = None, *, desc: str, total: int | None = None) -> Any:
         """A progress bar (silent with ``--quiet``, off a terminal, and on ranks other than 0)."""
-        from tqdm.auto import tqdm
-
-        return tqdm(iterable, desc=desc, total=total, disable=not (self.execution.progress and self.compute.main),
-                    leave=False)
+        return progress_bar(iterable, desc, total, self.execution.progress and self.compute.main)
 
     def save(self, files: Mapping[str, bytes | str], meta: Mapping[str, Any] | None = None) -> Path:
         """Write ``files`` (name -> content) into the output folder, each atomically, then

@@ -218,3 +218,23 @@ def test_end_to_end_with_real_mobilenet(tmp_path: Path, monkeypatch: pytest.Monk
         (tmp_path / "cat_or_coffee.yaml").read_text().replace("{train_split: train, C: 1.0}", "{C: 1.0}"))
     with pytest.raises(SpecError, match="params: 'train_split' is a required property"):
         plan(config, registries)
+
+
+def test_the_probe_is_fitted_once_under_torchrun(splits, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a rank other than 0 the kind extracts its share of features but fits nothing: it takes the
+    main process's outputs (``ctx.compute.once``)."""
+    import dataclasses
+
+    from harness.processgroup import ProcessGroup
+    from harness.taskkind import Compute
+
+    class Follower(ProcessGroup):
+        def broadcast(self, value):  # noqa: ANN001, ANN201 - what rank 0 computed
+            assert value is None
+            return {"from": "rank 0"}
+
+    ctx = _context(splits, {"train_split": "train", "C": 1.0})
+    follower = dataclasses.replace(ctx, compute=Compute(group=Follower(rank=1, world_size=2)))
+    monkeypatch.setattr("harness_linear_probe.classifier.ProbeClassifier.fit",
+                        lambda *a, **k: pytest.fail("a follower rank fitted the probe"))
+    assert LinearProbe().evaluate(follower) == {"from": "rank 0"}

@@ -259,3 +259,28 @@ def test_the_head_is_never_trained_on_the_evaluated_split() -> None:
                        model=tiny_model({"text_embed"}), models={"tower": tiny_model({"image_embed"})}, kind=kind)
     with pytest.raises(SpecError, match="'test' is the evaluated split"):
         ViTeRB().evaluate(ctx)
+
+
+def test_the_head_is_trained_once_under_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from harness.processgroup import ProcessGroup
+    from harness.taskkind import Compute
+    from harness.testing import task_context, tiny_model
+    from harness_sharelock import harness_register_task_kinds
+    from harness_sharelock.viterb import ViTeRB
+
+    class Follower(ProcessGroup):
+        def broadcast(self, value):  # noqa: ANN001, ANN201 - what rank 0 computed
+            assert value is None
+            return {"from": "rank 0"}
+
+    [kind] = harness_register_task_kinds()
+    ctx = task_context(_rows(12, 1), columns={"image": "image", "label": "color", "caption": "caption"},
+                       params={"vision": "tower", "unseen": ["green", "orange"], "classnames": list(COLOURS)},
+                       model=tiny_model({"text_embed"}), models={"tower": tiny_model({"image_embed"})},
+                       splits={"train": _rows(20, 2)}, kind=kind)
+    monkeypatch.setattr("harness_sharelock.viterb.fit_and_classify",
+                        lambda *a, **k: pytest.fail("a follower rank trained the head"))
+    follower = dataclasses.replace(ctx, compute=Compute(group=Follower(rank=1, world_size=2)))
+    assert ViTeRB().evaluate(follower) == {"from": "rank 0"}

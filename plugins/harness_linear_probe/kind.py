@@ -77,10 +77,14 @@ class LinearProbe:
                             f"in {len(train_y)} rows")
         train_x = ctx.images(image_col, split=split, rows=index)  # only the subset's rows are extracted
         eval_x = ctx.images(image_col)
-        probe = ProbeClassifier(num_classes=num_classes, max_iter=params.get("max_iter", DEFAULT_MAX_ITER),
-                                seed=ctx.seed, C=params.get("C"))
-        probe.fit(train_x, train_y, params.get("C_grid", DEFAULT_C_GRID),
-                  params.get("val_fraction", DEFAULT_VAL_FRACTION))
-        for note in probe.notes:
-            log.warning("%s: linear probe: %s", ctx.where, note)
-        return {"logits": probe.logits(eval_x), "labels": eval_y}
+
+        def fit_and_score() -> dict[str, np.ndarray]:
+            probe = ProbeClassifier(num_classes=num_classes, max_iter=params.get("max_iter", DEFAULT_MAX_ITER),
+                                    seed=ctx.seed, C=params.get("C"))
+            probe.fit(train_x, train_y, params.get("C_grid", DEFAULT_C_GRID),
+                      params.get("val_fraction", DEFAULT_VAL_FRACTION))
+            for note in probe.notes:
+                log.warning("%s: linear probe: %s", ctx.where, note)
+            return {"logits": probe.logits(eval_x), "labels": eval_y}
+
+        return ctx.compute.once(fit_and_score)  # fitted once, on the main process under torchrun
