@@ -175,6 +175,9 @@ def cmd_list(args: argparse.Namespace, registries: Registries) -> int:
     registry = getattr(registries, "task_kinds" if args.what == "kinds" else args.what)
     for name, entry in registry.items():
         description = getattr(entry.item, "description", "") if args.what != "tasks" else str(entry.item)
+        declared = getattr(entry.item, "capabilities", None) or getattr(entry.item, "needs", None)
+        if declared is not None:  # models: what they can do; kinds: what they need
+            description = f"{','.join(sorted(declared))}\t{description}"
         print(f"{name}\t[{entry.plugin}]\t{description}".rstrip())
     if args.what == "models":
         print("# other names are resolved by plugins, e.g. openclip:ARCH/TAG, hf:ORG/REPO, a local path")

@@ -144,7 +144,7 @@ class _Loader:
     registries: Any = None
     _loaded: dict[str, LoadedModel] = field(default_factory=dict)
 
-    def load(self, name: str, capability: str | None = None) -> LoadedModel:
+    def load(self, name: str, capability: str | None = None, seed: int | None = None) -> LoadedModel:
         from .errors import IncompatibleError, UnknownNameError
 
         if name not in self.models:
