@@ -215,3 +215,11 @@ def test_unwritable_cache_is_one_line(full_run: dict, tiny_openclip: dict, tmp_p
     code = main(["run", "--quiet", "--model", tiny_openclip["name"], "--task", str(full_run["spec"]),
                  "--cache-dir", str(blocker), "--output-dir", str(tmp_path / "out")])
     assert_clean_failure(code, capsys.readouterr().err, tmp_path / "out", "feature store: cannot write to")
+
+
+def test_auto_batch_size_is_remembered_under_the_runs_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "default"))
+    encoder = Fussy(limit=100)
+    features = Features(encoder, batch_size="auto", cache_dir=tmp_path / "mine")
+    assert resolve_auto(features, torch.zeros(3, 4, 4), encoder.encode_image, probe=True) == 64
+    assert (tmp_path / "mine" / "batchsize.json").exists() and not (tmp_path / "default").exists()
