@@ -26,6 +26,8 @@ from .models import LoadContext, build_model
 
 if TYPE_CHECKING:
     from .execution import ExecutionConfig
+    from .features import Features
+    from .processgroup import ProcessGroup
     from .registry import Registries
     from .specs import ModelSpec
 
@@ -75,6 +77,18 @@ class LoadedModel:
         return {"name": self.spec.name, "plugin": self.plugin, "plugin_version": info.version if info else None,
                 "fingerprint": provenance["fingerprint"], "revision": provenance.get("revision"),
                 "code": code_fingerprint(self.spec)}
+
+    def features(self, execution: ExecutionConfig, registries: Registries, group: ProcessGroup) -> Features:
+        """The feature extractor of this model under ``execution`` (its store key only with the cache on)."""
+        from .features import Features
+        from .featurestore import FeatureStore
+
+        store = FeatureStore.default(execution.cache_dir) if execution.cache else None
+        return Features(self.model, device=execution.device, dtype=execution.dtype, batch_size=execution.batch_size,
+                        progress=execution.progress, store=store, encoder_key=self.key(registries) if store else None,
+                        name=self.spec.name, num_workers=execution.num_workers, shard_size=execution.shard_size,
+                        group=group, check_determinism=execution.check_determinism,
+                        channels_last=self.channels_last, cache_dir=execution.cache_dir)
 
     def record(self, role: str | None = None, device: str = "cpu") -> dict[str, Any]:
         """How results describe this model; with ``role``, as an auxiliary model (plus how it ran)."""

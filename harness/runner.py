@@ -17,7 +17,6 @@ from .dataset import Split, load_dataset, subset_indices
 from .errors import DataError, IncompatibleError
 from .execution import ExecutionConfig
 from .features import Features
-from .featurestore import FeatureStore
 from .hardware import numerics, peak_memory, reset_peak_memory
 from .modelloader import LoadedModel, ModelLoader
 from .processgroup import ProcessGroup
@@ -164,13 +163,7 @@ def evaluate_task(config: RunConfig, loaded: LoadedModel, loader: ModelLoader,
     index = subset_indices(total, config.limit, execution.seed)
     split = whole if len(index) == total else whole.select(index)
     data_s = time.perf_counter() - start
-    features = Features(
-        loaded.model, device=execution.device, dtype=execution.dtype, batch_size=execution.batch_size,
-        progress=execution.progress, num_workers=execution.num_workers, shard_size=execution.shard_size,
-        store=FeatureStore.default(execution.cache_dir) if execution.cache else None,
-        encoder_key=loaded.key(registries) if execution.cache else None, name=loaded.spec.name,
-        group=group, check_determinism=execution.check_determinism, channels_last=loaded.channels_last,
-        cache_dir=execution.cache_dir)
+    features = loaded.features(execution, registries, group)
     ctx = TaskContext(name=spec.name, params=spec.params, columns=spec.columns, seed=execution.seed,
                       compute=Compute(execution.device, execution.dtype, group), split=spec.dataset.split,
                       _evaluated=split,

@@ -22,7 +22,6 @@ from .atomicfile import write_bytes_atomic, write_text_atomic
 from .dataset import Split, load_dataset, subset_indices
 from .errors import UsageError
 from .features import Features
-from .featurestore import FeatureStore
 from .modelloader import ModelLoader
 from .processgroup import ProcessGroup
 from .taskkind import Compute, progress_bar
@@ -103,14 +102,7 @@ class TrainContext:
         record = loaded.record(role, self.execution.device)
         if record not in self.used_models:
             self.used_models.append(record)
-        execution = self.execution
-        store = FeatureStore.default(execution.cache_dir) if execution.cache else None
-        features = Features(loaded.model, device=execution.device, dtype=execution.dtype,
-                            batch_size=execution.batch_size, progress=execution.progress, store=store,
-                            encoder_key=loaded.key(self._loader.registries) if store else None,
-                            name=loaded.spec.name, num_workers=execution.num_workers,
-                            shard_size=execution.shard_size, group=self._group, cache_dir=execution.cache_dir,
-                            channels_last=loaded.channels_last)
+        features = loaded.features(self.execution, self._loader.registries, self._group)
         return TrainModel(loaded.spec.name, loaded.model, record, features)
 
     def data(self, name: str, split: str = "train", config: Mapping[str, Any] | None = None) -> TrainData:
