@@ -151,16 +151,19 @@ class TaskContext:
         return ModelFeatures(loaded.spec.name, loaded.model, features, self)
 
     def class_names(self, role: str = "label") -> list[str]:
-        """``params["classnames"]`` when the spec gives them, else the ClassLabel names of the column
-        mapped to ``role``."""
+        """``params["classnames"]`` when the spec gives them (as many as the column's ClassLabel names,
+        if it has some), else the ClassLabel names of the column mapped to ``role``."""
+        column = self.column(role)
+        labelled = getattr(self.rows().features.get(column), "names", None)
         given = self.params.get("classnames")
         if given:
+            if labelled and len(labelled) != len(given):
+                raise SpecError(f"{self.where}: params.classnames: {len(given)} names, but column {column!r} has "
+                                f"{len(labelled)} classes")
             return list(given)
-        feature = self.rows().features.get(self.column(role))
-        names = getattr(feature, "names", None)
-        if not names:
-            raise SpecError(f"{self.where}: params.classnames: required, column {self.column(role)!r} has no class names")
-        return list(names)
+        if not labelled:
+            raise SpecError(f"{self.where}: params.classnames: required, column {column!r} has no class names")
+        return list(labelled)
 
     def labels(self, role: str = "label", split: str | None = None, n_classes: int | None = None) -> np.ndarray:
         """Integer class labels of the column mapped to ``role``, checked to lie in ``[0, n_classes)``."""

@@ -28,7 +28,6 @@ import numpy as np
 
 from harness import DataError, SpecError, TaskContext, subset_indices
 
-from . import DEFAULT_C_GRID, DEFAULT_MAX_ITER, DEFAULT_VAL_FRACTION
 from .classifier import ProbeClassifier
 
 log = logging.getLogger(__name__)
@@ -42,18 +41,14 @@ def _check_not_evaluated(ctx: TaskContext, train_split: str) -> None:
 
 
 def _class_names(ctx: TaskContext, column: str, train_split: str) -> list[str]:
-    """The classes of the label column: its ClassLabel names (the same in both splits), else
-    ``params.classnames``; given names must agree with ClassLabel names in number."""
+    """The classes of the label column (``ctx.class_names``), which must be the same in the train split."""
     names = ctx.class_names()
     labelled = getattr(ctx.rows().features.get(column), "names", None)
-    if labelled and len(labelled) != len(names):
-        raise SpecError(f"{ctx.where}: params.classnames: {len(names)} names, but column {column!r} has "
-                        f"{len(labelled)} classes")
     train_names = getattr(ctx.rows(train_split).features.get(column), "names", None)
     if labelled and train_names and list(train_names) != list(labelled):
         raise DataError(f"{ctx.where}: train split {train_split!r}: class names of column {column!r} differ from "
                         "the evaluated split's")
-    return list(labelled or names)
+    return names
 
 
 class LinearProbe:
@@ -79,10 +74,9 @@ class LinearProbe:
         eval_x = ctx.images(image_col)
 
         def fit_and_score() -> dict[str, np.ndarray]:
-            probe = ProbeClassifier(num_classes=num_classes, max_iter=params.get("max_iter", DEFAULT_MAX_ITER),
+            probe = ProbeClassifier(num_classes=num_classes, max_iter=params["max_iter"],
                                     seed=ctx.seed, C=params.get("C"))
-            probe.fit(train_x, train_y, params.get("C_grid", DEFAULT_C_GRID),
-                      params.get("val_fraction", DEFAULT_VAL_FRACTION))
+            probe.fit(train_x, train_y, params["C_grid"], params["val_fraction"])
             for note in probe.notes:
                 log.warning("%s: linear probe: %s", ctx.where, note)
             return {"logits": probe.logits(eval_x), "labels": eval_y}

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import DataError, SpecError, TaskContext
-
-from . import DEFAULT_LOGIT_SCALE, DEFAULT_TEMPLATES
+from harness import DataError, TaskContext
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -28,14 +26,10 @@ def class_prototypes(text_embeddings: np.ndarray, n_classes: int, n_templates: i
 
 
 def _labels(ctx: TaskContext, names: list[str]) -> np.ndarray:
-    """The evaluated labels, checked against the class names: given ``params.classnames`` must match the
-    label column's ClassLabel names in number, and no label may reach past the last name. Negative
-    labels (unlabelled rows) pass; the metrics leave them out."""
+    """The evaluated labels, checked against the class names (``ctx.class_names`` checks their number):
+    no label may reach past the last name. Negative labels (unlabelled rows) pass; the metrics leave
+    them out."""
     column, given = ctx.column("label"), "classnames" in ctx.params
-    labelled = getattr(ctx.rows().features.get(column), "names", None)
-    if given and labelled and len(labelled) != len(names):
-        raise SpecError(f"{ctx.where}: params.classnames: {len(names)} names, but column {column!r} has "
-                        f"{len(labelled)} classes")
     labels = ctx.labels()
     beyond = labels[labels >= len(names)]
     if len(beyond):
@@ -51,9 +45,9 @@ class ZeroShotClassification:
     def evaluate(self, ctx: TaskContext) -> dict[str, np.ndarray]:
         names = ctx.class_names()
         labels = _labels(ctx, names)
-        templates = list(ctx.params.get("templates", DEFAULT_TEMPLATES))
+        templates = list(ctx.params["templates"])
         prompts = [template.format(c=name) for name in names for template in templates]
         prototypes = class_prototypes(ctx.texts(prompts), len(names), len(templates))
         images = normalize(ctx.images(ctx.column("image")))
-        scale = float(ctx.params.get("logit_scale", DEFAULT_LOGIT_SCALE))
+        scale = float(ctx.params["logit_scale"])
         return {"logits": (scale * images @ prototypes.T).astype(np.float32), "labels": labels}
