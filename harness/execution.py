@@ -13,7 +13,10 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TypeVar
+
+if TYPE_CHECKING:
+    from .processgroup import ProcessGroup
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +107,15 @@ class ExecutionConfig:
         """The cache root (see :func:`cache_root`)."""
         return cache_root(self.cache_dir)
 
-    def resolved(self) -> ExecutionConfig:
-        """The same config with ``device`` resolved (``auto`` -> cuda, mps or cpu)."""
+    def joined(self) -> tuple[ExecutionConfig, ProcessGroup]:
+        """This process's view of the config and its process group: the device resolved (``auto`` ->
+        cuda, mps or cpu; ``cuda:LOCAL_RANK`` under torchrun, after joining the group) and progress
+        bars only on the main process."""
         from dataclasses import replace
 
         from .hardware import resolve_device
+        from .processgroup import ProcessGroup
 
-        return replace(self, device=resolve_device(self.device))
+        device = resolve_device(self.device)
+        group = ProcessGroup.from_env(device)
+        return replace(self, device=group.device(device), progress=self.progress and group.main), group

@@ -96,10 +96,7 @@ def run_models(configs: list[RunConfig], registries: Registries) -> Iterator[Pat
     process group is joined once for all of them. Models load through one :class:`ModelLoader`, so a
     tower shared by several models' tasks loads once."""
     plans = [plan(config, registries) for config in configs]
-    execution = configs[0].execution.resolved()
-    group = ProcessGroup.from_env(execution.device)
-    execution = replace(execution, device=group.device(execution.device),
-                        progress=execution.progress and group.main)
+    execution, group = configs[0].execution.joined()
     loader = ModelLoader(registries, execution)
     try:
         for config, the_plan in zip(configs, plans):

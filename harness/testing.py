@@ -47,7 +47,6 @@ class _Tiny:
         self._image = torch.randn(3 * SAMPLE_SIZE * SAMPLE_SIZE, dim, generator=generator)
         self._tokens = torch.randn(3 * 4 * 4, dim, generator=generator)
         self._words: dict[str, Any] = {}
-        self._generator = generator
 
     def provenance(self) -> dict[str, Any]:
         digest = hashlib.sha256(f"harness.testing:{self.embed_dim}:{self.seed}:{type(self).__name__}".encode())

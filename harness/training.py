@@ -23,7 +23,6 @@ from .dataset import Split, load_dataset, subset_indices
 from .errors import UsageError
 from .features import Features
 from .modelloader import ModelLoader
-from .processgroup import ProcessGroup
 from .taskkind import Compute, progress_bar
 from .taskspec import DatasetSource
 
@@ -89,7 +88,6 @@ class TrainContext:
     output: Path
     compute: Compute
     _loader: ModelLoader = field(repr=False)
-    _group: ProcessGroup = field(default_factory=ProcessGroup, repr=False)
     used_models: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -102,7 +100,7 @@ class TrainContext:
         record = loaded.record(role, self.execution.device)
         if record not in self.used_models:
             self.used_models.append(record)
-        features = loaded.features(self.execution, self._loader.registries, self._group)
+        features = loaded.features(self.execution, self._loader.registries, self.compute.group)
         return TrainModel(loaded.spec.name, loaded.model, record, features)
 
     def data(self, name: str, split: str = "train", config: Mapping[str, Any] | None = None) -> TrainData:
@@ -226,13 +224,11 @@ def train(spec: TrainerSpec, config: Mapping[str, Any], execution: ExecutionConf
     """Run trainer ``spec`` with ``config`` and write its checkpoint to ``output``."""
     from .specs import load_object
 
-    execution = execution.resolved()
-    group = ProcessGroup.from_env(execution.device)
-    execution = replace(execution, device=group.device(execution.device), progress=execution.progress and group.main)
+    execution, group = execution.joined()
     try:
         ctx = TrainContext(trainer=spec.name, config=config, execution=execution, output=Path(output),
                            compute=Compute(execution.device, execution.dtype, group),
-                           _loader=ModelLoader(registries, execution), _group=group)
+                           _loader=ModelLoader(registries, execution))
         load_object(spec.factory)().train(ctx)
         return ctx.output
     finally:
