@@ -38,10 +38,12 @@ _EXPORTS = {
     "errors": ("HarnessError", "UsageError", "UnknownNameError", "DuplicateNameError", "SpecError", "DataError",
                "ModelLoadError", "ResultError", "PluginError", "IncompatibleError"),
     # results
-    "result": ("read_result", "validate_result", "model_id", "dumps"),
+    "result": ("read_result", "validate_result", "dumps"),
+    "resultfile": ("model_id", "result_path", "write_result"),
     "leaderboard": ("latest_per_seed",),
     "runner": ("RunConfig",),
     "atomicfile": ("write_bytes_atomic", "write_text_atomic"),
+    "yamlfile": ("read_yaml_file",),
     # loading helpers for model plugins
     "hub": ("cached_commit", "first_line", "hub_failure"),
     "torchcompat": ("ensure_torchvision",),

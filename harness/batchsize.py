@@ -5,16 +5,19 @@ first image is run at ``START`` and halved on ``torch.OutOfMemoryError`` until i
 answer is remembered per (encoder key, input shape, dtype, device model and memory) in
 ``<cache root>/batchsize.json`` (file-locked, written atomically), so a later run starts at once.
 On CPU there is no memory ceiling to probe: ``auto`` means ``DEFAULT_CPU``. Extraction still
-splits a batch that runs out of memory later (``Features._forward``).
+splits a batch that runs out of memory later (``Features._forward``). The file is read only if it
+is a regular file of at most 16 MiB; a cache this user cannot write keeps the answer in memory
+only (one warning).
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .atomicfile import write_text_atomic
+from .atomicfile import file_lock, read_regular, write_text_atomic
 from .execution import cache_root, free_accelerator_memory, is_out_of_memory
 from .featurestore import canonical_json
 
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CPU = 32
 START = 1024
+MAX_MEMO_BYTES = 16 << 20
 
 
 def find_largest(trial: Callable[[int], None], start: int = START, minimum: int = 1) -> int:
@@ -44,26 +48,33 @@ class BatchSizeMemo:
 
     def __init__(self, path: Path | None = None, cache_dir: Path | None = None) -> None:
         self.path = Path(path) if path else cache_root(cache_dir) / "batchsize.json"
+        self._unsaved: dict[str, int] = {}
 
     def _read(self) -> dict[str, int]:
         try:
-            data = json.loads(self.path.read_text("utf-8"))
+            data = json.loads(read_regular(self.path, MAX_MEMO_BYTES).decode("utf-8"))
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
 
     def get(self, key: str) -> int | None:
-        value = self._read().get(key)
-        return value if isinstance(value, int) and value > 0 else None
+        value = self._unsaved.get(key) or self._read().get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
     def put(self, key: str, value: int) -> None:
+        """Remember ``value`` (in the file; in memory only, with a warning, if it cannot be written)."""
         import filelock
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with filelock.FileLock(str(self.path) + ".lock", timeout=60):
-            data = self._read()
-            data[key] = int(value)
-            write_text_atomic(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with file_lock(str(self.path) + ".lock", timeout=60):
+                data = self._read()
+                data[key] = int(value)
+                write_text_atomic(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        except (OSError, filelock.Timeout) as exc:
+            self._unsaved[key] = int(value)
+            warnings.warn(f"batch size: cannot remember {value} in {self.path} "
+                          f"({getattr(exc, 'strerror', None) or exc}); it is probed again next run", stacklevel=2)
 
 
 def device_name(device: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -141,7 +142,7 @@ def build_parser(pm=None, registries=None) -> argparse.ArgumentParser:  # noqa: 
     board.add_argument("results_dir", type=Path)
     board.add_argument("-o", "--output", type=Path, required=True, help="markdown file to write")
     if pm is not None:
-        pm.hook.harness_add_commands(subparsers=sub, parents=[common])
+        pm.notify("harness_add_commands", subparsers=sub, parents=[common])
     return parser
 
 
@@ -151,7 +152,7 @@ def cmd_run(args: argparse.Namespace, registries: Registries) -> int:
     if len(set(args.models)) < len(args.models):
         raise UsageError(f"run: --model given twice: {sorted({m for m in args.models if args.models.count(m) > 1})}")
     config = RunConfig(model=args.models[0], tasks=tuple(args.tasks), execution=execution_config(args),
-                       limit=args.limit, output_dir=args.output_dir, writers=tuple(args.writers or ("json",)))
+                       limit=args.limit, output_dir=args.output_dir.expanduser(), writers=tuple(args.writers or ("json",)))
     for path in run_models([replace(config, model=model) for model in args.models], registries):
         print(path)
     return 0
@@ -192,13 +193,14 @@ def cmd_plugins(args: argparse.Namespace, registries: Registries) -> int:
 
 
 def _validate_file(path: Path, registries: Registries) -> None:
+    from .records import read_records
     from .result import read_result
     from .taskspec import load_task_spec
 
     if path.suffix in (".yaml", ".yml"):
         load_task_spec(path, registries)
     elif path.suffix == ".json":
-        read_result(path)
+        read_records(path, read_result(path))
     else:
         raise UsageError(f"{path}: not a task spec (.yaml) or result file (.json)")
 
@@ -222,14 +224,16 @@ def cmd_validate(args: argparse.Namespace, registries: Registries) -> int:
         except (SpecError, ResultError) as exc:
             failures += 1
             print(f"FAIL\t{exc}", file=sys.stderr)
-    return 1 if failures else 0
+    return SpecError.exit_code if failures else 0
 
 
 def cmd_leaderboard(args: argparse.Namespace, registries: Registries) -> int:
     from .atomicfile import write_text_atomic
-    from .leaderboard import collect, render
+    from .leaderboard import check_output, collect, render
 
-    write_text_atomic(args.output, render(collect(args.results_dir)))
+    check_output(args.output)  # before reading anything: a folder, results, or a file this did not generate
+    text = render(collect(args.results_dir))
+    write_text_atomic(args.output, text)
     print(args.output)
     return 0
 
@@ -278,9 +282,12 @@ def cmd_cache(args: argparse.Namespace, registries: Registries) -> int:
         return 0
     problems = 0
     for target in targets:
-        ok, dropped, orphans = target.verify()
-        problems += dropped
+        report: list[str] = []
+        ok, dropped, orphans = target.verify(report)
+        problems += dropped + len(report)
         print(f"{target.id[:12]}\t{ok} shards ok\t{dropped} dropped (recomputed on next use)\t{orphans} orphans removed")
+        for line in report:
+            print(f"{target.id[:12]}\t{line}", file=sys.stderr)
     return 1 if problems else 0
 
 
@@ -294,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .registry import collect
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.formatwarning = _one_line_warning
     try:
         pm = get_plugin_manager(plugin_flags(argv))
         registries = collect(pm)
@@ -306,6 +314,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("harness: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: still one line (where it happened), unless asked for the traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"harness: internal error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''} "
+              f"(at {_origin(exc)}; set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """Warnings as ``harness: warning: ...`` (one line, no source excerpt)."""
+    text = " ".join(str(message).split())
+    return f"harness: warning: {text}\n"
+
+
+#: Set to any non-empty value to get Python's traceback instead of the one-line internal error.
+DEBUG_ENV = "HARNESS_DEBUG"
+
+
+def _origin(exc: BaseException) -> str:
+    """``file:line`` where ``exc`` was raised."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .contenthash import content_fingerprint
 from .errors import DataError
 from .execution import ExecutionConfig
 from .specs import load_object
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from .registry import Registries
 
 _FILE_TYPES = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".json": "json", ".jsonl": "json"}
+#: Files that ``datasets`` itself writes into a local dataset (e.g. ``filter`` on a ``load_from_disk``
+#: dataset caches its result beside the data): not part of the content identity.
+_DERIVED = {"load_from_disk": ("cache-*.arrow",)}
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,10 @@ def _from_hub(source: DatasetSource) -> tuple[datasets.Dataset, dict[str, Any]]:
     return data, identity
 
 
-def _from_path(source: DatasetSource) -> tuple[datasets.Dataset, dict[str, Any]]:
+def _from_path(source: DatasetSource,
+               execution: ExecutionConfig | None = None) -> tuple[datasets.Dataset, dict[str, Any]]:
+    """A local dataset, identified by its content (:func:`harness.contenthash.content_fingerprint`; file
+    digests remembered under ``execution.root`` unless there is no execution or it runs ``--no-cache``)."""
     import datasets
 
     path = Path(source.path)
@@ -104,20 +111,29 @@ def _from_path(source: DatasetSource) -> tuple[datasets.Dataset, dict[str, Any]]
         raise DataError(f"dataset path {str(path)!r} does not exist")
     try:
         if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+            loader = "load_from_disk"
             data = datasets.load_from_disk(str(path))
             if isinstance(data, datasets.DatasetDict):
                 data = data[source.split]
         elif path.is_dir():
+            loader = "imagefolder"
             data = datasets.load_dataset("imagefolder", data_dir=str(path), split=source.split)
         elif path.suffix in _FILE_TYPES:
-            data = datasets.load_dataset(_FILE_TYPES[path.suffix], data_files={source.split: str(path)}, split=source.split)
+            loader = _FILE_TYPES[path.suffix]
+            data = datasets.load_dataset(loader, data_files={source.split: str(path)}, split=source.split)
         else:
             raise DataError(f"dataset path {str(path)!r}: unsupported file type (use {', '.join(_FILE_TYPES)} or a folder)")
     except DataError:
         raise
     except Exception as exc:
         raise DataError(f"cannot load dataset at {str(path)!r} split {source.split!r}: {type(exc).__name__}: {exc}") from None
-    identity = {"source": "path", "id": str(path), "revision": None, "fingerprint": data._fingerprint}
+    cache_root = execution.root if execution is not None and execution.cache else None
+    try:
+        fingerprint = content_fingerprint(path, loader, cache_root, _DERIVED.get(loader, ()))
+    except OSError as exc:
+        raise DataError(f"dataset path {str(path)!r}: cannot read {exc.filename or 'a file'}: "
+                        f"{exc.strerror or exc}") from None
+    identity = {"source": "path", "id": str(path), "revision": None, "fingerprint": fingerprint}
     return data, identity
 
 
@@ -137,7 +153,8 @@ def _from_builder(source: DatasetSource, registries: Registries,
 def load_dataset(source: DatasetSource, registries: Registries, progress: bool = False,
                  execution: ExecutionConfig | None = None) -> LoadedDataset:
     """Load the split named by ``source``; ``datasets`` shows progress bars only with ``progress``;
-    a builder gets ``execution`` (its cache root: ``execution.root``)."""
+    a builder gets ``execution`` (its cache root: ``execution.root``). A local ``path`` is identified
+    by the content of its files (``identity["fingerprint"]``), not by paths and modification times."""
     import datasets
 
     if progress:
@@ -147,7 +164,7 @@ def load_dataset(source: DatasetSource, registries: Registries, progress: bool =
     if source.hub is not None:
         data, identity = _from_hub(source)
     elif source.path is not None:
-        data, identity = _from_path(source)
+        data, identity = _from_path(source, execution)
     else:
         data, identity = _from_builder(source, registries, execution or ExecutionConfig())
     identity["split"] = source.split

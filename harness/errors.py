@@ -45,3 +45,25 @@ class PluginError(HarnessError):
 
 class IncompatibleError(HarnessError):
     """A model cannot run a task (e.g. the task needs text and the model has none)."""
+
+
+class blamed:  # noqa: N801 - used as a context manager, reads as a clause
+    """Run plugin code, turning anything it raises (other than a HarnessError, which is already one
+    line for the user) into one :class:`PluginError` line that names ``what`` -- the plugin and the
+    call, e.g. ``"metric 'accuracy' (harness_metrics:accuracy)"``. ``SystemExit`` is caught too: a
+    plugin cannot end the run with exit 0 and no result."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or isinstance(exc, (HarnessError, KeyboardInterrupt)):
+            return False
+        if not isinstance(exc, (Exception, SystemExit)):
+            return False
+        text = str(exc).strip().splitlines()
+        detail = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+        raise PluginError(f"{self.what} raised {detail}") from exc

@@ -27,6 +27,54 @@ class DecodeFailure:
         self.message = message
 
 
+class UndecodableImage(ValueError):
+    """An image whose pixel values have no clear 8-bit meaning (the message says why)."""
+
+
+#: PIL modes of one-channel integer images, and the largest value of their stored type.
+_INTEGER_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535}
+
+
+def to_rgb(image: Any) -> Any:
+    """``image`` (PIL) as 8-bit RGB. PIL's own ``convert("RGB")`` clips wider one-channel images to
+    [0, 255] (a 16-bit PNG turns white) and truncates floats (a [0, 1] float TIFF turns black), so:
+
+    * 16-bit greyscale (``I;16*``): scaled by 255/65535;
+    * 32-bit integer (``I``, e.g. a 16-bit PNG opened by older Pillow): values in [0, 65535] scaled
+      by 255/65535, others refused;
+    * float (``F``): values in [0, 1] scaled by 255, others (and NaN, inf) refused -- their range
+      has no meaning a stretch could recover;
+    * every other mode: ``convert("RGB")``.
+
+    Raises :class:`UndecodableImage`."""
+    import numpy as np
+    import PIL.Image
+
+    mode = image.mode
+    if mode not in _INTEGER_MODES and mode not in ("I", "F"):
+        return image.convert("RGB")
+    values = np.asarray(image)
+    if mode == "F":
+        values = values.astype(np.float64)
+        if not np.isfinite(values).all():
+            raise UndecodableImage("float image (mode F) has NaN or infinite pixels")
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if low < 0 or high > 1:
+            raise UndecodableImage(f"float image (mode F) with values in [{low:g}, {high:g}]: only [0, 1] has a "
+                                   "known 8-bit meaning; convert it to 8 or 16 bit")
+        scaled = values * 255.0
+    else:
+        values = values.astype(np.int64)
+        top = _INTEGER_MODES.get(mode, 65535)
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low < 0 or high > top:
+            raise UndecodableImage(f"integer image (mode {mode}) with values in [{low}, {high}]: only [0, {top}] "
+                                   "(16 bit) has a known 8-bit meaning; convert it to 8 or 16 bit")
+        scaled = values * (255.0 / top)
+    grey = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return PIL.Image.fromarray(grey).convert("RGB")  # uint8 (H, W): mode L
+
+
 class ImageRows:
     """Map-style torch dataset: decode one row's image with PIL and preprocess it (runs in workers)."""
 
@@ -44,7 +92,7 @@ class ImageRows:
                 import PIL.Image
 
                 image = PIL.Image.open(image["path"])
-            image = image.convert("RGB")
+            image = to_rgb(image)
         except Exception as exc:
             return DecodeFailure(f"{self.where}: row {index}: cannot decode image in column {self.column!r}: {exc}")
         return self.preprocess(image)

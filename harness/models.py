@@ -21,7 +21,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_checkable
 
-from .errors import IncompatibleError, ModelLoadError
+from .errors import IncompatibleError, ModelLoadError, PluginError, blamed
 from .hub import first_line
 from .specs import load_object
 
@@ -191,9 +191,12 @@ def build_model(spec: ModelSpec, ctx: LoadContext) -> Any:
     ValueError) becomes a one-line ModelLoadError."""
     factory = load_object(spec.factory)
     try:
-        model = factory(spec, ctx)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load model {spec.name!r}: {first_line(exc)}") from None
+        with blamed(f"model factory of {spec.name!r} ({spec.factory})"):
+            model = factory(spec, ctx)
+    except PluginError as exc:
+        if isinstance(exc.__cause__, (OSError, RuntimeError, ValueError)):
+            raise ModelLoadError(f"cannot load model {spec.name!r}: {first_line(exc.__cause__)}") from None
+        raise
     check_capabilities(model, spec)
     return model
 

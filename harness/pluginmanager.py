@@ -5,17 +5,20 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as metadata
 import os
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginError, blamed
 
 ENTRY_POINT_GROUP = "harness"
 #: Set to any non-empty value to load only plugins named with ``-p NAME``.
 AUTOLOAD_ENV = "HARNESS_DISABLE_PLUGIN_AUTOLOAD"
+#: What ``-p NAME`` may import: a dotted module name (no paths, no relative imports).
+MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,13 @@ class PluginManager(pluggy.PluginManager):
             version=dist.version if dist else None,
         )
 
+    def notify(self, hook_name: str, **kwargs: object) -> None:
+        """Call every implementation of ``hook_name`` in turn; what one raises becomes one line naming
+        its plugin (:class:`blamed`)."""
+        for impl in reversed(getattr(self.hook, hook_name).get_hookimpls()):
+            with blamed(f"plugin {impl.plugin_name!r}: {hook_name}"):
+                impl.function(**{name: kwargs[name] for name in impl.argnames})
+
     def plugins_info(self) -> list[PluginInfo]:
         """Loaded plugins, sorted by name."""
         return sorted(self.provenance.values(), key=lambda p: p.name)
@@ -62,7 +72,7 @@ def _entry_points() -> list[metadata.EntryPoint]:
 def _load_entry_point(pm: PluginManager, ep: metadata.EntryPoint) -> None:
     try:
         plugin = ep.load()
-    except Exception as exc:  # any import-time failure of third-party code
+    except (Exception, SystemExit) as exc:  # any import-time failure of third-party code, or an exit
         dist = ep.dist.metadata["Name"] if ep.dist else "?"
         raise PluginError(
             f"plugin {ep.name!r} ({ep.value}, from distribution {dist!r}) failed to load: "
@@ -79,22 +89,30 @@ def get_plugin_manager(plugin_flags: Iterable[str] = ()) -> PluginManager:
     """
     pm = PluginManager()
     flags = list(plugin_flags)
+    eps = {ep.name: ep for ep in _entry_points()}
+    wanted = [f for f in flags if not f.startswith("no:")]
     for flag in flags:
         if flag.startswith("no:"):
-            pm.set_blocked(flag[3:])
-    eps = {ep.name: ep for ep in _entry_points()}
+            name = flag[3:]
+            if name not in eps and name not in wanted:
+                known = ", ".join(sorted(eps)) or "none"
+                raise PluginError(f"-p {flag}: no plugin named {name!r} to block (entry-point plugins: {known})")
+            pm.set_blocked(name)
     autoload = not os.environ.get(AUTOLOAD_ENV)
-    wanted = [f for f in flags if not f.startswith("no:")]
     for name, ep in eps.items():
         if (autoload or name in wanted) and not pm.is_blocked(name) and not pm.has_plugin(name):
             _load_entry_point(pm, ep)
     for name in wanted:
         if name in eps or pm.has_plugin(name) or pm.is_blocked(name):
             continue
+        if not MODULE_NAME.fullmatch(name):
+            raise PluginError(f"-p {name!r}: not an entry-point plugin or a module name (dotted identifiers)")
         try:
             module = importlib.import_module(name)
         except ImportError as exc:
             raise PluginError(f"-p {name}: no entry-point plugin or importable module of that name ({exc})") from None
+        except (Exception, SystemExit) as exc:  # the module's own code failed (or exited) at import
+            raise PluginError(f"-p {name}: importing the module failed: {type(exc).__name__}: {exc}") from None
         if not pm.is_registered(module):  # e.g. ``-p harness_lm`` when entry point ``lm`` loaded it
             pm.register_plugin(module, name)
     try:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Iterator, TypeVar
 
-from .errors import DuplicateNameError, HarnessError, PluginError, UnknownNameError
+from .errors import DuplicateNameError, PluginError, UnknownNameError, blamed
 from .pluginmanager import PluginManager
 from .specs import DatasetSpec, MetricSpec, ModelSpec, TaskKindSpec, TrainerSpec, WriterSpec
 
@@ -94,12 +95,8 @@ class Registries:
     def _resolve(self, hook: str, name: str, registry: Registry[Any], cls: type) -> tuple[Any, str]:
         # pluggy's firstresult order (last registered first), attributing the answer to its plugin.
         for impl in reversed(getattr(self.pm.hook, hook).get_hookimpls()):
-            try:
+            with blamed(f"plugin {impl.plugin_name!r} resolving {name!r}"):
                 spec = impl.function(name=name)
-            except Exception as exc:
-                if isinstance(exc, HarnessError):
-                    raise
-                raise PluginError(f"plugin {impl.plugin_name!r} failed resolving {name!r}: {type(exc).__name__}: {exc}") from None
             if spec is not None:
                 if not isinstance(spec, cls):
                     raise PluginError(f"plugin {impl.plugin_name!r}: {hook} returned {type(spec).__name__}")
@@ -110,11 +107,13 @@ class Registries:
 def _call_each(pm: PluginManager, hook_name: str) -> Iterator[tuple[str, Any]]:
     """Call every implementation of a no-argument register hook, attributing results."""
     for impl in getattr(pm.hook, hook_name).get_hookimpls():
-        try:
+        with blamed(f"plugin {impl.plugin_name!r}: {hook_name}"):
             items = impl.function()
-        except Exception as exc:
-            raise PluginError(f"plugin {impl.plugin_name!r} failed in {hook_name}: {type(exc).__name__}: {exc}") from None
-        for item in items or ():
+        if items is None:
+            continue
+        if not isinstance(items, (list, tuple)):
+            raise PluginError(f"plugin {impl.plugin_name!r}: {hook_name} returned {type(items).__name__}, expected a list")
+        for item in items:
             yield impl.plugin_name, item
 
 
@@ -130,6 +129,9 @@ def _collect(pm: PluginManager, hook: str, kind: str, command: str, cls: type) -
 def _collect_tasks(pm: PluginManager) -> Registry[Path]:
     registry: Registry[Path] = Registry("task", "harness list tasks")
     for plugin, directory in _call_each(pm, "harness_register_task_dirs"):
+        if not isinstance(directory, (str, os.PathLike)) or not Path(directory).is_dir():
+            raise PluginError(f"plugin {plugin!r}: harness_register_task_dirs returned {directory!r}, "
+                              "expected paths of existing folders")
         for path in sorted(Path(directory).rglob("*.yaml")):
             other = registry._entries.get(path.stem)
             registry.add(path.stem, path, plugin, describe=f" ({other.item if other else ''} and {path})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import platform
 import random
 import sys
@@ -9,12 +10,12 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import harness
 
 from .dataset import Split, load_dataset, subset_indices
-from .errors import DataError, IncompatibleError
+from .errors import DataError, IncompatibleError, PluginError, UsageError, blamed
 from .execution import ExecutionConfig
 from .features import Features
 from .hardware import numerics, peak_memory, reset_peak_memory
@@ -22,10 +23,15 @@ from .modelloader import LoadedModel, ModelLoader
 from .processgroup import ProcessGroup
 from .registry import Registries
 from .result import SCHEMA_VERSION, validate_result
-from .scoring import score
+from .records import build_records, records_digest, records_path, records_text
+from .resultfile import check_output_dir, keep_unsaved, result_name, result_path
+from .scoring import SampleScores, score_samples
 from .specs import ModelSpec, TaskKindSpec, load_object
 from .taskkind import Compute, TaskContext
 from .taskspec import DatasetSource, TaskSpec, load_task_spec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -71,8 +77,13 @@ def plan(config: RunConfig, registries: Registries) -> Plan:
                 f"(kind {kind.name!r}) needs {sorted(kind.needs)}"
             )
         tasks.append((spec, kind, task_plugin))
+    identities = [(spec.name, spec.sha256) for spec, _, _ in tasks]
+    for name, sha in identities:
+        if identities.count((name, sha)) > 1:
+            raise UsageError(f"--task: task {name!r} (spec {sha[:12]}) is given more than once; each task runs once")
     for writer in config.writers:
         registries.writers.get(writer)
+    check_output_dir(config.output_dir)
     return Plan(model=model, model_plugin=plugin, tasks=tuple(tasks))
 
 
@@ -108,18 +119,72 @@ def run_models(configs: list[RunConfig], registries: Registries) -> Iterator[Pat
 def _run_one(config: RunConfig, the_plan: Plan, loader: ModelLoader, group: ProcessGroup) -> list[Path]:
     registries = loader.registries
     if group.main:
-        registries.pm.hook.harness_run_started(run=config)
+        registries.pm.notify("harness_run_started", run=config)
+    prepared = [prepare_task(config, loader, task, group) for task in the_plan.tasks]
     loaded = loader.load(config.model)
     written = []
-    for task in the_plan.tasks:
-        doc = evaluate_task(config, loaded, loader, task, group)
-        if doc is None:
+    for task in prepared:
+        evaluated = evaluate_task(config, loaded, loader, task, group)
+        if evaluated is None:
             continue
-        validate_result(doc, f"result of {task[0].name}")
-        registries.pm.hook.harness_task_finished(run=config, result=doc)
-        for writer in config.writers:
-            written.append(load_object(registries.writers.get(writer).factory)(doc, config.output_dir))
+        doc, records = evaluated
+        validate_result(doc, f"result of {task.spec.name}")
+        registries.pm.notify("harness_task_finished", run=config, result=copy.deepcopy(doc))
+        written += _write(config, registries, doc, records)
     return written
+
+
+def _write(config: RunConfig, registries: Registries, doc: dict[str, Any], records: str) -> list[Path]:
+    """Hand the result to every writer; if one cannot write (full disk, a file where a folder
+    should be), keep the result under the cache root and end with one line saying where."""
+    written = []
+    for writer in config.writers:
+        spec = registries.writers.get(writer)
+        try:
+            with blamed(f"writer {writer!r} ({spec.factory})"):
+                written.append(load_object(spec.factory)(copy.deepcopy(doc), config.output_dir, records))
+        except PluginError as exc:
+            if isinstance(exc.__cause__, OSError):
+                raise keep_unsaved(doc, records, exc.__cause__, result_path(doc, config.output_dir),
+                                   config.execution.cache_dir) from None
+            raise
+    return written
+
+
+@dataclass(frozen=True)
+class PreparedTask:
+    """A task whose data is loaded and checked by its kind, before any model loads."""
+
+    spec: TaskSpec
+    kind: TaskKindSpec
+    plugin: str
+    context: TaskContext
+    """The kind's context, without a model yet (see :func:`evaluate_task`)."""
+    whole: Split
+    evaluated: int
+    load_data_s: float
+
+
+def prepare_task(config: RunConfig, loader: ModelLoader, task: tuple[TaskSpec, TaskKindSpec, str],
+                 group: ProcessGroup = ProcessGroup()) -> PreparedTask:
+    """Load the task's data (``--limit`` applied) and run its kind's optional ``check(ctx)``, so that
+    data and spec problems end the run before any model loads."""
+    spec, kind, task_plugin = task
+    execution = config.execution
+    start = time.perf_counter()
+    load_split = _split_loader(spec, loader, group)
+    whole = load_split(spec.dataset.split)
+    index = subset_indices(len(whole), config.limit, execution.seed)
+    split = whole if len(index) == len(whole) else whole.select(index)
+    ctx = TaskContext(name=spec.name, params=spec.params, columns=spec.columns, seed=execution.seed,
+                      compute=Compute(execution.device, execution.dtype, group), split=spec.dataset.split,
+                      _evaluated=split, _load_split=load_split, _features=None, _loader=loader,
+                      _progress=execution.progress)
+    check = getattr(load_object(kind.factory)(), "check", None)
+    if check is not None:
+        with blamed(f"task kind {kind.name!r} ({kind.factory}): check"):
+            check(ctx)
+    return PreparedTask(spec, kind, task_plugin, ctx, whole, len(index), time.perf_counter() - start)
 
 
 def check_columns(split: Split, spec: TaskSpec, where: str) -> None:
@@ -146,39 +211,46 @@ def _split_loader(spec: TaskSpec, loader: ModelLoader, group: ProcessGroup) -> A
     return load_split
 
 
-def evaluate_task(config: RunConfig, loaded: LoadedModel, loader: ModelLoader,
-                  task: tuple[TaskSpec, TaskKindSpec, str], group: ProcessGroup = ProcessGroup()) -> dict[str, Any] | None:
-    """Evaluate one task and return its (not yet validated) result document (None on ranks other than 0)."""
-    spec, kind, task_plugin = task
+def evaluate_task(config: RunConfig, loaded: LoadedModel, loader: ModelLoader, task: PreparedTask,
+                  group: ProcessGroup = ProcessGroup()) -> tuple[dict[str, Any], str] | None:
+    """Evaluate one prepared task: its (not yet validated) result document and per-sample records
+    text (None on ranks other than 0)."""
+    spec, kind = task.spec, task.kind
     execution, registries = config.execution, loader.registries
     _seed_everything(execution.seed)
     reset_peak_memory(execution.device)
     start = time.perf_counter()
-    load_split = _split_loader(spec, loader, group)
-    whole = load_split(spec.dataset.split)
-    total = len(whole)
-    index = subset_indices(total, config.limit, execution.seed)
-    split = whole if len(index) == total else whole.select(index)
-    data_s = time.perf_counter() - start
     features = loaded.features(execution, registries, group)
-    ctx = TaskContext(name=spec.name, params=spec.params, columns=spec.columns, seed=execution.seed,
-                      compute=Compute(execution.device, execution.dtype, group), split=spec.dataset.split,
-                      _evaluated=split,
-                      _load_split=load_split, _features=features, _loader=loader, _progress=execution.progress)
+    ctx = replace(task.context, _features=features)
     kind_start = time.perf_counter()
-    outputs = load_object(kind.factory)().evaluate(ctx)
+    with blamed(f"task kind {kind.name!r} ({kind.factory})"):
+        outputs = load_object(kind.factory)().evaluate(ctx)
     kind_s = time.perf_counter() - kind_start
     counters = group.gather(asdict(features.counters))
     if not group.main:
         return None
     metric_start = time.perf_counter()
-    metrics = score(kind.name, spec.metrics, registries.metrics, outputs, execution.seed)
+    metrics, samples, groups = score_samples(kind.name, spec.metrics, registries.metrics, outputs, execution.seed)
     end = time.perf_counter()
-    times = {"load_model": loaded.load_s, "load_data": data_s, "kind": kind_s, "metrics": end - metric_start,
-             "total": loaded.load_s + end - start}
-    doc = _document(config, loaded, registries, (spec, task_plugin), whole, len(index), features,
+    times = {"load_model": loaded.load_s, "load_data": task.load_data_s, "kind": kind_s,
+             "metrics": end - metric_start, "total": loaded.load_s + task.load_data_s + end - start}
+    doc = _document(config, loaded, registries, (spec, task.plugin), task.whole, task.evaluated, features,
                     counters or [], times, metrics, group.world_size)
-    return dict(doc, auxiliary_models=ctx.used_models)
+    text = records_text(_records(ctx, samples, groups))
+    doc = dict(doc, auxiliary_models=ctx.used_models)
+    doc["records"] = {"file": records_path(Path(result_name(doc))).name, "sha256": records_digest(text),
+                      "n": text.count("\n")}
+    return doc, text
+
+
+def _records(ctx: TaskContext, samples: dict[str, SampleScores], groups: np.ndarray | None) -> list[dict[str, Any]]:
+    """Per-sample records: each output row's sample id (the evaluated rows' ids when the kind
+    returned one row per evaluated row, else ``#<position>``) and its per-metric scores."""
+    n = len(next(iter(samples.values())).scores) if samples else (len(groups) if groups is not None else 0)
+    evaluated = ctx._evaluated
+    ids = evaluated.sample_ids() if len(evaluated) == n else [f"#{i}" for i in range(n)]
+    return build_records(ids, {name: s.scores for name, s in samples.items()},
+                         {name: s.classes for name, s in samples.items() if s.classes is not None}, groups)
 
 
 def _document(config: RunConfig, loaded: LoadedModel, registries: Registries,

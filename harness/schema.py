@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import calendar
 import copy
 import json
+import re
 import string
 from functools import lru_cache
 from importlib import resources
@@ -20,12 +22,40 @@ def load_schema(name: str) -> dict[str, Any]:
     return json.loads(text)
 
 
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))")
+
+
+def is_rfc3339_datetime(text: object) -> bool:
+    """True if ``text`` is an RFC 3339 date-time with a real date and time (``2026-11-23T12:00:00Z``,
+    ``...12:00:00.5+01:00``); what jsonschema's ``date-time`` format checks when the package
+    ``rfc3339-validator`` is installed, here without it."""
+    if not isinstance(text, str):
+        return False
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        return False
+    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
+    offset_h, offset_m = match.group(8), match.group(9)
+    return (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1] and hour <= 23 and minute <= 59
+            and second <= 59 and (offset_h is None or (int(offset_h) <= 23 and int(offset_m) <= 59)))
+
+
+def _format_checker(cls: type) -> jsonschema.FormatChecker:
+    """The draft's format checker; ``date-time`` is always checked (jsonschema checks it only when
+    ``rfc3339-validator`` is installed; without it, :func:`is_rfc3339_datetime`)."""
+    checker = jsonschema.FormatChecker(formats=())
+    checker.checkers = dict(cls.FORMAT_CHECKER.checkers)
+    if "date-time" not in checker.checkers:
+        checker.checks("date-time")(is_rfc3339_datetime)
+    return checker
+
+
 @lru_cache(maxsize=None)
 def _validator(name: str) -> jsonschema.protocols.Validator:
     schema = load_schema(name)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return cls(schema, format_checker=_format_checker(cls))
 
 
 def field_path(error: ValidationError) -> str:
@@ -40,9 +70,16 @@ def describe(error: ValidationError) -> str:
     if error.validator == "additionalProperties" and isinstance(error.schema, dict):
         allowed = sorted(error.schema.get("properties", {}))
         message += f"; allowed keys: {', '.join(allowed)}"
+    elif error.validator == "not" and isinstance(error.validator_value, dict) and "pattern" in error.validator_value:
+        message = f"{_short(repr(error.instance))} contains a character it may not have (control character, line or " \
+                  f"paragraph separator, or bidi control)"
     elif error.validator == "oneOf" and error.context:
         message = "must set exactly one source: hub + revision, path, or builder (+ config)" if field_path(error) == "dataset" else best_match(error.context).message
     return f"{field_path(error)}: {message}"
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def first_error(name: str, instance: Any) -> str | None:

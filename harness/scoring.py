@@ -10,11 +10,12 @@ label is outside the subset it scores), or for ``reduce="none"`` one value; NaN 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import PluginError
+from .errors import PluginError, blamed
 from .intervals import bootstrap_scores, bootstrap_statistic, reduce_scores, wilson
 from .registry import Registry
 from .result import finite_or_none
@@ -59,26 +60,45 @@ def _per_sample(spec: MetricSpec, value: Any, n: int) -> tuple[np.ndarray, np.nd
     return scores, kept
 
 
+@dataclass(frozen=True)
+class SampleScores:
+    """One metric's per-sample scores (masked where a sample is left out) and, for a class-mean
+    metric, each sample's class: what the per-sample records keep for paired comparisons."""
+
+    scores: np.ma.MaskedArray
+    classes: np.ndarray | None = None
+
+
 def score_metric(spec: MetricSpec, outputs: Mapping[str, np.ndarray], seed: int) -> dict[str, Any]:
     """Value and interval of one metric, as stored in a result."""
+    return _score_metric(spec, outputs, seed)[0]
+
+
+def _score_metric(spec: MetricSpec, outputs: Mapping[str, np.ndarray],
+                  seed: int) -> tuple[dict[str, Any], SampleScores | None]:
     arrays = {argument: outputs[output] for argument, output in spec.arguments.items()}
     groups = outputs.get(GROUPS)
     fn = load_object(spec.fn)
-    value, ci, method = None, None, "bootstrap"
-    if spec.reduce == "none":
+    value, ci, method, samples = None, None, "bootstrap", None
+    with blamed(f"metric {spec.name!r} ({spec.fn})"):
         raw = fn(**arrays)
+    if spec.reduce == "none":
         if raw is not None and not np.isfinite(float(raw)):
             raise PluginError(f"metric {spec.name!r} returned {raw}; return None for an undefined value")
         value = finite_or_none(raw)
         if value is not None and spec.interval != "none":
-            ci = bootstrap_statistic(fn, arrays, seed, groups)
+            with blamed(f"metric {spec.name!r} ({spec.fn})"):
+                ci = bootstrap_statistic(fn, arrays, seed, groups)
     else:
         n = len(next(iter(arrays.values())))
-        per_sample = _per_sample(spec, fn(**arrays), n)
+        per_sample = _per_sample(spec, raw, n)
+        if per_sample is not None:
+            all_classes = np.asarray(arrays[spec.classes_from]) if spec.classes_from else None
+            samples = SampleScores(np.ma.MaskedArray(per_sample[0], mask=~per_sample[1]), all_classes)
         if per_sample is not None and per_sample[1].any():
             scores, kept = per_sample
             scores = scores[kept]
-            classes = np.asarray(arrays[spec.classes_from])[kept] if spec.classes_from else None
+            classes = all_classes[kept] if all_classes is not None else None
             kept_groups = np.asarray(groups)[kept] if groups is not None else None
             value = reduce_scores(scores, classes)
             binary = classes is None and kept_groups is None and np.isin(scores, (0.0, 1.0)).all()
@@ -86,17 +106,30 @@ def score_metric(spec: MetricSpec, outputs: Mapping[str, np.ndarray], seed: int)
                 ci, method = wilson(int(scores.sum()), len(scores)), "wilson"
             elif spec.interval != "none":
                 ci = bootstrap_scores(scores, seed, classes, kept_groups)
-    return {
+    entry = {
         "value": value,
         "ci95": list(ci) if ci else None,
         "interval": method if ci else "none",
         "higher_is_better": spec.higher_is_better,
         "unit": spec.unit,
     }
+    return entry, samples
 
 
 def score(kind: str, names: tuple[str, ...], metrics: Registry[MetricSpec], outputs: Any, seed: int) -> dict[str, Any]:
     """Every named metric over the kind's ``outputs`` (checked first)."""
+    return score_samples(kind, names, metrics, outputs, seed)[0]
+
+
+def score_samples(kind: str, names: tuple[str, ...], metrics: Registry[MetricSpec], outputs: Any,
+                  seed: int) -> tuple[dict[str, Any], dict[str, SampleScores], np.ndarray | None]:
+    """:func:`score`, plus each per-sample metric's :class:`SampleScores` and the kind's groups
+    output (or None): the material of the result's per-sample records."""
     specs = [metrics.get(name) for name in names]
     arrays = check_outputs(kind, outputs, {o for spec in specs for o in spec.outputs})
-    return {spec.name: score_metric(spec, arrays, seed) for spec in specs}
+    entries, samples = {}, {}
+    for spec in specs:
+        entries[spec.name], per_sample = _score_metric(spec, arrays, seed)
+        if per_sample is not None:
+            samples[spec.name] = per_sample
+    return entries, samples, arrays.get(GROUPS)

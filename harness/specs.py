@@ -25,7 +25,10 @@ def load_object(ref: str) -> Any:
     module_name, _, attr = ref.partition(":")
     if not module_name or not attr:
         raise PluginError(f"bad implementation reference {ref!r}: expected 'module:attr'")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except (Exception, SystemExit) as exc:  # a missing module, or third-party code failing at import
+        raise PluginError(f"cannot import {module_name!r} (referenced as {ref!r}): {type(exc).__name__}: {exc}") from None
     try:
         return getattr(module, attr)
     except AttributeError:
@@ -151,8 +154,10 @@ class TrainerSpec:
 
 @dataclass(frozen=True)
 class WriterSpec:
-    """A result writer: ``factory(result: dict, output_dir: Path) -> Path`` writes one result and
-    returns where."""
+    """A result writer: ``factory(result: dict, output_dir: Path, records: str) -> Path`` writes one
+    result (a validated copy) and its per-sample records (JSON lines, whose name and sha256
+    ``result["records"]`` gives) and returns where. An ``OSError`` it raises keeps the result under
+    the cache root (the run ends with one line saying where)."""
 
     name: str
     factory: str

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Se
 import numpy as np
 
 from .dataset import Split
-from .errors import DataError, SpecError, UsageError
+from .errors import DataError, PluginError, SpecError, UsageError
 from .processgroup import ProcessGroup
 
 if TYPE_CHECKING:
@@ -99,7 +99,8 @@ class TaskContext:
     """The name of the evaluated split (``dataset.split`` of the spec)."""
     _evaluated: Split = field(repr=False)
     _load_split: Callable[[str], Split] = field(repr=False)
-    _features: Features = field(repr=False)
+    _features: Features | None = field(repr=False)
+    """None while the kind's :meth:`TaskKind.check` runs: no model is loaded yet."""
     _loader: ModelLoader | None = field(default=None, repr=False)
     _progress: bool = field(default=False, repr=False)
     used_models: list[dict[str, Any]] = field(default_factory=list, repr=False)
@@ -133,12 +134,19 @@ class TaskContext:
     @property
     def features(self) -> ModelFeatures:
         """The model under test."""
+        self._need_model("features of the model under test (ctx.images, ctx.texts, ctx.features)")
         return ModelFeatures(self._features.name, self._features.encoder, self._features, self)
+
+    def _need_model(self, what: str) -> None:
+        if self._features is None:
+            raise PluginError(f"{self.where}: {what} are not available in check(): no model is loaded yet "
+                              "(check may use rows, labels, class_names, params and columns)")
 
     def model(self, name: str, capability: str, role: str) -> ModelFeatures:
         """Another model the kind needs (e.g. a frozen image tower), by harness name; it must declare
         ``capability``. Loaded once per run with the run's plugins and execution config, extracted
         through the same feature store under its own key, recorded in the result with ``role``."""
+        self._need_model(f"other models (ctx.model({name!r}, ...))")
         if self._loader is None:
             raise UsageError(f"{self.where}: needs model {name!r}, but this context cannot load models "
                              "(it was built without a loader)")
@@ -166,13 +174,21 @@ class TaskContext:
         return list(labelled)
 
     def labels(self, role: str = "label", split: str | None = None, n_classes: int | None = None) -> np.ndarray:
-        """Integer class labels of the column mapped to ``role``, checked to lie in ``[0, n_classes)``."""
+        """Integer class labels of the column mapped to ``role``, checked to lie in ``[0, n_classes)``.
+        Integers, booleans and whole floats (``3.0``) are labels; fractions, NaN, strings and missing
+        values are refused (never truncated)."""
         column, rows = self.column(role), self.rows(split)
         where = self.where if split is None else f"{self.where}: split {split!r}"
+        values = list(rows[column])
         try:
-            labels = np.asarray(list(rows[column]), dtype=np.int64)
-        except (TypeError, ValueError):
-            raise DataError(f"{where}: column {column!r} must hold integer class labels") from None
+            raw = np.asarray(values) if values else np.zeros(0, dtype=np.int64)
+        except (TypeError, ValueError):  # ragged
+            raw = np.asarray([None])
+        integral = raw.dtype.kind == "f" and bool(np.isfinite(raw).all()) and bool((raw == np.round(raw)).all())
+        if raw.ndim != 1 or not (raw.dtype.kind in "iub" or integral):
+            bad = next((v for v in values if not _is_label(v)), values[0])
+            raise DataError(f"{where}: column {column!r} must hold integer class labels (found {bad!r})")
+        labels = raw.astype(np.int64)
         if n_classes is not None:
             bad = labels[(labels < 0) | (labels >= n_classes)]
             if len(bad):
@@ -189,6 +205,13 @@ class TaskContext:
         return self._evaluated if split is None else self._load_split(split)
 
 
+def _is_label(value: Any) -> bool:
+    """An integer, a boolean or a whole finite float."""
+    if isinstance(value, (bool, int, np.integer, np.bool_)):
+        return True
+    return isinstance(value, (float, np.floating)) and bool(np.isfinite(value)) and float(value).is_integer()
+
+
 def progress_bar(iterable: Iterable[Any] | None, desc: str, total: int | None, show: bool) -> Any:
     """A tqdm bar that is shown only when ``show`` (the run's progress setting, on the main process)."""
     from tqdm.auto import tqdm
@@ -197,6 +220,23 @@ def progress_bar(iterable: Iterable[Any] | None, desc: str, total: int | None, s
 
 
 class TaskKind(Protocol):
-    """Evaluates a task: returns per-sample arrays (first axis = samples) its metrics consume."""
+    """Evaluates a task: returns per-sample arrays (first axis = samples) its metrics consume.
+
+    ``evaluate(ctx)`` (required) computes the outputs.
+
+    ``check(ctx) -> None`` (optional) refuses a task whose data or params cannot give a meaningful
+    result, before any model loads: the core calls it once per task, after the task's data is
+    loaded (``--limit`` applied) and before the model under test (or any other) loads, so a bad
+    task ends the run in seconds, not after a model download and an extraction. ``ctx`` is a
+    normal :class:`TaskContext` except that nothing needs a model: ``rows()``, ``labels()``,
+    ``class_names()``, ``column()``, ``params``, ``columns``, ``split`` and ``seed`` work (other splits
+    load on demand), while ``images``, ``texts``, ``features`` and ``model`` raise a
+    :class:`~harness.errors.PluginError`. Raise :class:`~harness.errors.SpecError` (the spec is
+    wrong: params, class names) or :class:`~harness.errors.DataError` (the data is wrong: labels out
+    of range, an empty split), one line each; return None when the task can run. Keep it cheap
+    (no feature extraction, no training) and let ``evaluate`` repeat whatever it relies on, since a
+    kind may be evaluated without a check (e.g. through :func:`harness.testing.task_context`).
+    """
 
     def evaluate(self, ctx: TaskContext) -> dict[str, np.ndarray]: ...
+

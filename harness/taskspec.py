@@ -6,6 +6,10 @@ replaced by the file's content -- ``.txt``: its non-empty lines (a list of strin
 plugins and task folders ship class names, templates and descriptors beside their specs). The
 spec hash covers the resolved content: editing a shared file changes the hash of every spec
 that uses it.
+
+Specs and their shared ``.yaml``/``.json`` files are read with :mod:`harness.yamlfile`: bounded size
+(``MAX_SPEC_BYTES``, ``MAX_SHARED_FILE_BYTES`` per file, ``MAX_SHARED_TOTAL_BYTES`` per spec), bounded
+nesting and alias expansion, no duplicate or non-string keys, JSON values only.
 """
 
 from __future__ import annotations
@@ -16,10 +20,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-import yaml
-
 from .errors import SpecError
 from .schema import checked_params, first_error
+from .yamlfile import parse_yaml, read_text_bounded, read_yaml_file
 
 if TYPE_CHECKING:
     from .registry import Registries
@@ -56,60 +59,53 @@ class TaskSpec:
     """As written, shared files resolved; with registries, validated and defaults filled in."""
 
 
+#: Largest task spec file.
+MAX_SPEC_BYTES = 1 * 2**20
+
+
 def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: task spec file does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read task spec: {exc}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{path}: invalid YAML{where}: {problem}") from None
+    """The spec's value, read with the bounded strict loader (:mod:`harness.yamlfile`)."""
+    return read_yaml_file(path, error=SpecError, what="task spec file", max_bytes=MAX_SPEC_BYTES)
 
 
 #: Largest shared data file a spec may reference.
 MAX_SHARED_FILE_BYTES = 16 * 2**20
+#: Most bytes of shared files one spec may insert, counted per reference (a file referenced twice counts twice).
+MAX_SHARED_TOTAL_BYTES = 32 * 2**20
 FILE_REF = "$file"
 
 
-def _read_shared(ref: Any, folder: Path, where: str) -> Any:
+def _read_shared(ref: Any, folder: Path, where: str, budget: list[int]) -> Any:
     if not isinstance(ref, str) or not ref:
         raise SpecError(f"{where}: {FILE_REF}: expected a relative file path")
     path = (folder / ref).resolve()
     if not path.is_relative_to(folder.resolve()) or not path.is_file():
         raise SpecError(f"{where}: {FILE_REF}: {ref!r} is not a file inside {folder}")
-    if path.stat().st_size > MAX_SHARED_FILE_BYTES:
-        raise SpecError(f"{where}: {FILE_REF}: {ref!r} is larger than {MAX_SHARED_FILE_BYTES} bytes")
-    try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{where}: {FILE_REF}: cannot read {ref!r}: {exc}") from None
+    if path.suffix not in (".txt", ".json", ".yaml", ".yml"):
+        raise SpecError(f"{where}: {FILE_REF}: {ref!r}: use a .txt, .json or .yaml file")
+    name = f"{where}: {FILE_REF}: {ref!r}"
+    text = read_text_bounded(path, name, SpecError, "shared file", MAX_SHARED_FILE_BYTES)
+    budget[0] -= len(text.encode("utf-8"))
+    if budget[0] < 0:
+        raise SpecError(f"{name}: the spec's shared files add up to more than {MAX_SHARED_TOTAL_BYTES} bytes")
     if path.suffix == ".txt":
         return [line.strip() for line in text.splitlines() if line.strip()]
-    if path.suffix in (".json", ".yaml", ".yml"):
-        try:
-            return yaml.safe_load(text)  # JSON is YAML
-        except yaml.YAMLError as exc:
-            raise SpecError(f"{where}: {FILE_REF}: {ref!r} is not valid {path.suffix[1:].upper()}: "
-                            f"{str(exc).splitlines()[0]}") from None
-    raise SpecError(f"{where}: {FILE_REF}: {ref!r}: use a .txt, .json or .yaml file")
+    kind = "JSON" if path.suffix == ".json" else "YAML"
+    return parse_yaml(text, name, SpecError, kind, invalid=f"{name} is not valid {kind}")  # JSON is YAML
 
 
-def resolve_files(value: Any, folder: Path, where: str) -> Any:
-    """``value`` with every ``{$file: PATH}`` mapping replaced by the file's content (see the module docstring)."""
+def resolve_files(value: Any, folder: Path, where: str, _budget: list[int] | None = None) -> Any:
+    """``value`` with every ``{$file: PATH}`` mapping replaced by the file's content (see the module
+    docstring); together the references may insert at most ``MAX_SHARED_TOTAL_BYTES``."""
+    budget = [MAX_SHARED_TOTAL_BYTES] if _budget is None else _budget
     if isinstance(value, dict):
         if FILE_REF in value:
             if len(value) != 1:
                 raise SpecError(f"{where}: a {{{FILE_REF}: PATH}} mapping may have no other keys")
-            return _read_shared(value[FILE_REF], folder, where)
-        return {key: resolve_files(item, folder, f"{where}.{key}") for key, item in value.items()}
+            return _read_shared(value[FILE_REF], folder, where, budget)
+        return {key: resolve_files(item, folder, f"{where}.{key}", budget) for key, item in value.items()}
     if isinstance(value, list):
-        return [resolve_files(item, folder, f"{where}[{i}]") for i, item in enumerate(value)]
+        return [resolve_files(item, folder, f"{where}[{i}]", budget) for i, item in enumerate(value)]
     return value
 
 

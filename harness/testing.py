@@ -9,7 +9,7 @@ Everything runs on CPU in milliseconds; nothing is downloaded or cached on disk.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -230,8 +230,12 @@ def check_task_kind(spec: TaskKindSpec, ctx: TaskContext, metrics: Sequence[Metr
     """Run ``spec``'s kind on ``ctx`` (see :func:`task_context`; pass ``kind=spec`` there so params are
     validated) and check its outputs against the contract: every declared output returned, per-sample
     arrays of one length, finite numbers; then score ``metrics`` on them. Returns
-    ``{"outputs": ..., "metrics": {name: entry}}``."""
-    outputs = load_object(spec.factory)().evaluate(ctx)
+    ``{"outputs": ..., "metrics": {name: entry}}``. A kind with ``check(ctx)`` is checked first, as the
+    runner does before any model loads (with the model taken away from the context)."""
+    kind = load_object(spec.factory)()
+    if hasattr(kind, "check"):
+        kind.check(replace(ctx, _features=None))
+    outputs = kind.evaluate(ctx)
     arrays = check_outputs(spec.name, outputs, set(spec.outputs) | {o for m in metrics for o in m.outputs})
     undeclared = sorted(set(arrays) - set(spec.outputs) - {"groups"})
     if undeclared:

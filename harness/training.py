@@ -20,7 +20,8 @@ import numpy as np
 
 from .atomicfile import write_bytes_atomic, write_text_atomic
 from .dataset import Split, load_dataset, subset_indices
-from .errors import UsageError
+from .errors import UsageError, blamed
+from .yamlfile import parse_yaml, read_yaml_file
 from .features import Features
 from .modelloader import ModelLoader
 from .taskkind import Compute, progress_bar
@@ -179,31 +180,21 @@ def _json_value(flag: str) -> Any:
 
 def _value(text: str) -> Any:
     """A ``--set`` value: JSON (so ``1e-3`` is a number), else YAML (``cosine``, ``[a, b]``)."""
-    import yaml
-
     try:
         return json.loads(text)
     except ValueError:
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise UsageError(f"--set: cannot read value {text!r}: {str(exc).splitlines()[0]}") from None
+        return parse_yaml(text, f"--set {text!r}", UsageError, invalid=f"--set: cannot read value {text!r}")
 
 
 def trainer_config(args: Any, spec: TrainerSpec) -> dict[str, Any]:
     """The trainer's config: ``--config FILE``, then ``--set KEY=VALUE`` (YAML-typed), then its ``--NAME``
     options; validated against its schema with defaults filled in."""
-    import yaml
-
     from .errors import SpecError
     from .schema import checked_params
 
     values: dict[str, Any] = {}
     if args.config is not None:
-        try:
-            loaded = yaml.safe_load(Path(args.config).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise UsageError(f"--config {args.config}: cannot read: {str(exc).splitlines()[0]}") from None
+        loaded = read_yaml_file(args.config, name=f"--config {args.config}", error=UsageError, what="config file")
         if not isinstance(loaded, dict):
             raise UsageError(f"--config {args.config}: expected a mapping")
         values.update(loaded)
@@ -229,7 +220,8 @@ def train(spec: TrainerSpec, config: Mapping[str, Any], execution: ExecutionConf
         ctx = TrainContext(trainer=spec.name, config=config, execution=execution, output=Path(output),
                            compute=Compute(execution.device, execution.dtype, group),
                            _loader=ModelLoader(registries, execution))
-        load_object(spec.factory)().train(ctx)
+        with blamed(f"trainer {spec.name!r} ({spec.factory})"):
+            load_object(spec.factory)().train(ctx)
         return ctx.output
     finally:
         group.close()

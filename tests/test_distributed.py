@@ -53,8 +53,8 @@ def test_two_gloo_ranks_equal_one_process(tiny_openclip: dict, image_folder: Pat
     assert _single_thread_run([*common, "--cache-dir", str(tmp_path / "cache1"), "--output-dir", str(tmp_path / "out1")]) == 0
 
     for name in ("tiny_scenes_probe", "colours_zeroshot"):
-        [single] = [read_result(p) for p in (tmp_path / "out1").rglob(f"{name}.json")]
-        [multi] = [read_result(p) for p in (tmp_path / "out2").rglob(f"{name}.json")]
+        [single] = [read_result(p) for p in (tmp_path / "out1").rglob(f"{name}-*.json")]
+        [multi] = [read_result(p) for p in (tmp_path / "out2").rglob(f"{name}-*.json")]
         assert multi["metrics"] == single["metrics"], name
         assert multi["execution"]["world_size"] == 2 and single["execution"]["world_size"] == 1
         assert multi["n_samples"] == single["n_samples"] and multi["cache"] == single["cache"]

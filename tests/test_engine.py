@@ -153,7 +153,7 @@ def full_run(tiny_openclip: dict, image_folder: Path, tmp_path_factory: pytest.T
 
 def test_v2_result_records_execution_cache_and_cost(full_run: dict) -> None:
     doc = full_run["doc"]
-    assert doc["schema_version"] == 4
+    assert doc["schema_version"] == 5
     assert doc["model"]["capabilities"] == ["image_embed", "image_tokens", "text_embed"]
     assert doc["model"]["code_fingerprint"].startswith("sha256:")
     execution = doc["execution"]
@@ -202,7 +202,7 @@ def test_second_task_on_the_same_images_reuses_features(tiny_openclip: dict, ima
     second = task_file(tmp_path / "tasks", image_folder, name="colours_b", metrics=["accuracy"])
     assert main(["run", "--quiet", "--model", tiny_openclip["name"], "--task", str(first), "--task", str(second),
                  "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(tmp_path / "out")]) == 0
-    a, b = (read_result(next((tmp_path / "out").rglob(f"colours_{x}.json"))) for x in "ab")
+    a, b = (read_result(next((tmp_path / "out").rglob(f"colours_{x}-*.json"))) for x in "ab")
     assert a["cache"]["image_misses"] == 12 and b["cache"] == {**b["cache"], "image_hits": 12, "image_misses": 0,
                                                                "text_hits": 6, "text_misses": 0}
     assert a["metrics"]["accuracy"] == b["metrics"]["accuracy"]

@@ -100,8 +100,9 @@ def harness_register_metrics():
                        interval="wilson")]
 
 
-def write(result, out):
+def write(result, out, records):
     path = Path(out) / "api" / (model_id(result["model"]["name"]) + ".json")
+    write_text_atomic(path.parent / result["records"]["file"], records)
     write_text_atomic(path, dumps(result))
     return path
 

@@ -20,8 +20,8 @@ BUILTINS = {"metrics", "writers", "tasks", "scenes", "zeroshot", "linear_probe",
 def test_builtins_load_through_entry_points_with_provenance() -> None:
     infos = {info.name: info for info in get_plugin_manager().plugins_info()}
     assert BUILTINS <= set(infos)
-    assert infos["zeroshot"].distribution == "harness"
-    assert infos["zeroshot"].version == metadata.version("harness")
+    assert infos["zeroshot"].distribution == "vision-harness"
+    assert infos["zeroshot"].version == metadata.version("vision-harness")
 
 
 def test_block_a_plugin_removes_what_it_provides() -> None:

@@ -131,7 +131,7 @@ def test_validate_reports_a_bad_template_in_one_line(tmp_path: Path, capsys: pyt
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "templates.txt").write_text("a photo of a {c}.\n{c} {x}\n")
     path = write(tmp_path, with_changes(params={"templates": {"$file": "shared/templates.txt"}}))
-    assert main(["validate", str(path)]) == 1
+    assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith(f"FAIL\t{path}: params.templates[1]: '{{c}} {{x}}' has unknown placeholder(s) {{x}}")

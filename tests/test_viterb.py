@@ -196,11 +196,11 @@ def test_viterb_spec_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
                  "--output-dir", str(tmp_path / "r")])
     assert code == 2 and "unseen classes ['violet'] are not class names" in capsys.readouterr().err
     seeded = _viterb_spec(tmp_path, sharelock={"seed": 3})
-    assert main(["validate", str(seeded)]) == 1  # the head's seed is the run's --seed
+    assert main(["validate", str(seeded)]) == 2  # the head's seed is the run's --seed
     assert main(["validate", str(PLUGINS / "harness_sharelock" / "tasks" / "viterb_scenes_colors.yaml")]) == 0
     templated = _viterb_spec(tmp_path, templates=["a {colour} object."])
     capsys.readouterr()
-    assert main(["validate", str(templated)]) == 1
+    assert main(["validate", str(templated)]) == 2
     assert "params.templates[0]: 'a {colour} object.' has unknown placeholder(s) {colour}" in capsys.readouterr().err
 
 

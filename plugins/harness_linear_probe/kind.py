@@ -23,6 +23,7 @@ these differences:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,34 +52,63 @@ def _class_names(ctx: TaskContext, column: str, train_split: str) -> list[str]:
     return names
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """What ``evaluate`` needs that can be checked without a model."""
+
+    train_split: str
+    num_classes: int
+    train_y: np.ndarray
+    eval_y: np.ndarray
+    index: np.ndarray | None
+    """Positions of the ``train_limit`` subset of the train split; None: all of it."""
+
+
+def _prepare(ctx: TaskContext) -> _Prepared:
+    """Splits, class names and labels, checked: a train split other than the evaluated one, the same
+    class names in both, integer labels in range, a non-empty evaluated split, and at least two
+    classes among the (``train_limit``) train rows."""
+    params = ctx.params
+    split = params["train_split"]
+    _check_not_evaluated(ctx, split)
+    label_col = ctx.column("label")
+    ctx.column("image")  # mapped (evaluate reads it)
+    num_classes = len(_class_names(ctx, label_col, split))
+    train_where = f"{ctx.where}: train split {split!r}"
+    train_y = ctx.labels("label", split=split, n_classes=num_classes)
+    eval_y = ctx.labels("label", n_classes=num_classes)
+    if not len(eval_y):
+        raise DataError(f"{ctx.where}: split {ctx.split!r} has no rows to evaluate")
+    index = None
+    if params.get("train_limit") is not None and params["train_limit"] < len(train_y):
+        index = subset_indices(len(train_y), params["train_limit"], ctx.seed)
+        train_y = train_y[index]
+    if len(np.unique(train_y)) < 2:
+        raise DataError(f"{train_where}: a linear probe needs at least 2 classes; found {len(np.unique(train_y))} "
+                        f"in {len(train_y)} rows")
+    return _Prepared(split, num_classes, train_y, eval_y, index)
+
+
 class LinearProbe:
     """The ``linear_probe`` task kind: returns ``logits (N, C)`` and ``labels (N,)``."""
 
+    def check(self, ctx: TaskContext) -> None:
+        """Splits, class names and labels, before any model loads (see :func:`_prepare`)."""
+        _prepare(ctx)
+
     def evaluate(self, ctx: TaskContext) -> dict[str, np.ndarray]:
         params = ctx.params
-        split = params["train_split"]
-        _check_not_evaluated(ctx, split)
-        image_col, label_col = ctx.column("image"), ctx.column("label")
-        num_classes = len(_class_names(ctx, label_col, split))
-        train_where = f"{ctx.where}: train split {split!r}"
-        train_y = ctx.labels("label", split=split, n_classes=num_classes)
-        eval_y = ctx.labels("label", n_classes=num_classes)
-        index = None
-        if params.get("train_limit") is not None and params["train_limit"] < len(train_y):
-            index = subset_indices(len(train_y), params["train_limit"], ctx.seed)
-            train_y = train_y[index]
-        if len(np.unique(train_y)) < 2:
-            raise DataError(f"{train_where}: a linear probe needs at least 2 classes; found {len(np.unique(train_y))} "
-                            f"in {len(train_y)} rows")
-        train_x = ctx.images(image_col, split=split, rows=index)  # only the subset's rows are extracted
+        prepared = _prepare(ctx)
+        image_col = ctx.column("image")
+        train_x = ctx.images(image_col, split=prepared.train_split, rows=prepared.index)  # only the subset's rows
         eval_x = ctx.images(image_col)
 
         def fit_and_score() -> dict[str, np.ndarray]:
-            probe = ProbeClassifier(num_classes=num_classes, max_iter=params["max_iter"],
+            probe = ProbeClassifier(num_classes=prepared.num_classes, max_iter=params["max_iter"],
                                     seed=ctx.seed, C=params.get("C"))
-            probe.fit(train_x, train_y, params["C_grid"], params["val_fraction"])
+            probe.fit(train_x, prepared.train_y, params["C_grid"], params["val_fraction"])
             for note in probe.notes:
                 log.warning("%s: linear probe: %s", ctx.where, note)
-            return {"logits": probe.logits(eval_x), "labels": eval_y}
+            return {"logits": probe.logits(eval_x), "labels": prepared.eval_y}
 
         return ctx.compute.once(fit_and_score)  # fitted once, on the main process under torchrun

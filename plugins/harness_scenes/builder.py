@@ -6,15 +6,26 @@ the generated split is kept in memory (a few most recent) and saved under the ru
 root, ``execution.root / "scenes" / <fingerprint>`` (``--cache-dir``), written to a temporary
 folder and renamed into place so that readers never see half a dataset. Without an
 ``execution`` (a direct call) nothing is written to disk.
+
+The saved folder is checked before use: ``harness-integrity.json``, written last, records the
+sha256 and size of every file ``save_to_disk`` wrote; a folder whose files differ (labels edited
+on disk, a file replaced, added or removed, a symbolic link), or that has no record (an older or
+interrupted cache), is rebuilt and replaced with a warning. A cache this user cannot read (another
+user's private folder) is left alone: the split is built in memory, with a warning. Folders and
+files get the permissions the umask allows, so a group can share the cache.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
 import os
 import shutil
+import stat
 import tempfile
+import time
 import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -37,6 +48,18 @@ _MEMORY: OrderedDict[tuple[str | None, str], datasets.Dataset] = OrderedDict()
 EXPORT_FORMATS = ("imagefolder", "disk")
 #: zlib level of the PNGs: fast; noisy pixels barely compress anyway. Part of the byte-exact output.
 PNG_LEVEL = 1
+#: The integrity record of a saved split: written last, into the folder it describes.
+INTEGRITY = "harness-integrity.json"
+INTEGRITY_VERSION = 1
+MAX_INTEGRITY_BYTES = 1 << 20
+
+
+class _Unreadable(Exception):
+    """The cache folder exists but this user may not read it (it is left alone)."""
+
+
+class _Damaged(Exception):
+    """The cache folder differs from its integrity record (it is rebuilt)."""
 
 
 def build(config: Mapping[str, Any] | None, split: str, execution: ExecutionConfig | None = None) -> datasets.Dataset:
@@ -53,7 +76,14 @@ def build(config: Mapping[str, Any] | None, split: str, execution: ExecutionConf
         if folder is None:
             data = generate(cfg)
         else:
-            data = _from_disk(cfg, folder) or _to_disk(cfg, generate(cfg), folder)
+            try:
+                data = _from_disk(cfg, folder)
+            except _Unreadable:
+                data = generate(cfg)  # another user's cache: used by nobody, changed by nobody
+            else:
+                if data is None:
+                    stale = os.path.lexists(folder / cfg.fingerprint)
+                    data = _to_disk(cfg, generate(cfg), folder, replace=stale)
         _MEMORY[key] = data
         while len(_MEMORY) > MEMORY_SLOTS:
             _MEMORY.popitem(last=False)
@@ -155,44 +185,170 @@ def _quiet() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
+def _umask() -> int:
+    """The process's umask (read from /proc where it can be, else set and restored)."""
+    try:
+        with open("/proc/self/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temp_dir(parent: Path, prefix: str) -> Path:
+    """``tempfile.mkdtemp`` with the umask's permissions (mkdtemp's 0700 would lock a group out)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        os.chmod(path, 0o777 & ~_umask())
+    except OSError:  # a filesystem without modes: its defaults apply
+        pass
+    return path
+
+
+def _open_regular(path: Path) -> int:
+    """A read-only fd of ``path`` if it is a regular file, never through a symbolic link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _Damaged(f"{path.name} is a symbolic link") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _Damaged(f"{path.name} is not a regular file")
+    return fd
+
+
+def _digest(path: Path) -> dict[str, Any]:
+    """``{"sha256", "bytes"}`` of a regular file, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    with os.fdopen(_open_regular(path), "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return {"sha256": digest.hexdigest(), "bytes": size}
+
+
+def _digest_folder(path: Path) -> dict[str, dict[str, Any]]:
+    """The digest of every file in ``path`` but the record itself (a subfolder or link is damage)."""
+    files = {}
+    for name in sorted(os.listdir(path)):
+        if name != INTEGRITY:
+            files[name] = _digest(path / name)
+    return files
+
+
+def _check(cfg: SceneConfig, path: Path) -> None:
+    """Raise :class:`_Damaged` unless ``path`` holds exactly the files its record lists, unchanged."""
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        raise _Damaged("it is a symbolic link" if stat.S_ISLNK(info.st_mode) else "it is not a folder")
+    try:
+        fd = _open_regular(path / INTEGRITY)
+    except FileNotFoundError:
+        raise _Damaged(f"no {INTEGRITY} (written by an older version, or interrupted)") from None
+    with os.fdopen(fd, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size > MAX_INTEGRITY_BYTES:
+            raise _Damaged(f"{INTEGRITY} is larger than {MAX_INTEGRITY_BYTES} bytes")
+        try:
+            record = json.loads(handle.read(MAX_INTEGRITY_BYTES + 1))
+        except ValueError:
+            raise _Damaged(f"{INTEGRITY} is not JSON") from None
+    if (not isinstance(record, dict) or record.get("version") != INTEGRITY_VERSION
+            or record.get("fingerprint") != cfg.fingerprint or not isinstance(record.get("files"), dict)):
+        raise _Damaged(f"{INTEGRITY} does not describe this split")
+    expected: dict[str, Any] = record["files"]
+    actual = _digest_folder(path)
+    for name in sorted(expected.keys() | actual.keys()):
+        if name not in actual:
+            raise _Damaged(f"{name} is missing")
+        if name not in expected:
+            raise _Damaged(f"{name} was added")
+        if actual[name] != expected[name]:
+            raise _Damaged(f"{name} differs from its recorded sha256 (edited on disk?)")
+
+
 def _from_disk(cfg: SceneConfig, folder: Path) -> datasets.Dataset | None:
+    """The saved split if its files match their integrity record; None if there is none or it is
+    damaged (warned about; the caller rebuilds it). Raises :class:`_Unreadable` (after a warning)
+    if this user may not read it."""
     path = folder / cfg.fingerprint
-    if not (path / "state.json").exists():
+    if not os.path.lexists(path):
+        try:
+            os.lstat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            _unreadable(path, exc)
         return None
     import datasets
 
     try:
+        _check(cfg, path)
         saved = json.loads((path / "state.json").read_text(encoding="utf-8"))["_fingerprint"]
         data = datasets.load_from_disk(str(path))
-    except Exception as exc:  # a damaged cache is removed and rebuilt, never fatal (writes are atomic)
-        warnings.warn(f"scenes: rebuilding unreadable cache {path}: {type(exc).__name__}: {exc}", stacklevel=3)
-        shutil.rmtree(path, ignore_errors=True)
-        return None
-    if saved != cfg.fingerprint or len(data) != cfg.n:
+        if saved != cfg.fingerprint or len(data) != cfg.n:
+            raise _Damaged("it holds another split")
+    except PermissionError as exc:
+        _unreadable(path, exc)
+    except Exception as exc:  # a damaged cache is replaced, never fatal (writes are atomic)
+        reason = str(exc) if isinstance(exc, _Damaged) else f"{type(exc).__name__}: {exc}"
+        warnings.warn(f"scenes: rebuilding unreadable cache {path}: {reason}", stacklevel=3)
         return None
     data._fingerprint = cfg.fingerprint  # load_from_disk re-applies the format, which renames it
     return data
 
 
-def _to_disk(cfg: SceneConfig, data: datasets.Dataset, folder: Path) -> datasets.Dataset:
-    """Save ``data`` to the cache ``folder`` atomically (temporary folder, then rename); return it."""
+def _unreadable(path: Path, exc: OSError) -> None:
+    warnings.warn(f"scenes: cannot read cache {path} ({exc.strerror or exc}; another user's?): "
+                  "using the split built in memory, the cache is left as it is", stacklevel=4)
+    raise _Unreadable(str(path))
+
+
+def _remove(path: Path) -> None:
+    """Delete a stale cache entry: a link is unlinked (its target untouched), a folder removed."""
+    if os.path.islink(path) or not os.path.isdir(path):
+        Path(path).unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _to_disk(cfg: SceneConfig, data: datasets.Dataset, folder: Path, replace: bool = False) -> datasets.Dataset:
+    """Save ``data`` to the cache ``folder`` atomically (temporary folder with its integrity record
+    written last, then renamed into place); ``replace``: a damaged copy there is swapped out. Returns ``data``."""
+    from harness import write_text_atomic
+
     path = folder / cfg.fingerprint
-    tmp = None
+    tmp = stale = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{cfg.fingerprint}.", dir=path.parent)
+        tmp = _temp_dir(path.parent, f".{cfg.fingerprint}.")
         with _quiet():
-            data.save_to_disk(tmp)
-        if path.exists():  # a stale or concurrent copy: keep whichever is there
+            data.save_to_disk(str(tmp))
+        record = {"version": INTEGRITY_VERSION, "fingerprint": cfg.fingerprint, "files": _digest_folder(tmp)}
+        write_text_atomic(tmp / INTEGRITY, json.dumps(record, indent=1, sort_keys=True) + "\n")
+        if replace and os.path.lexists(path):
+            stale = path.parent / f".{cfg.fingerprint}.stale-{os.getpid()}-{time.time_ns()}"
+            os.rename(path, stale)  # renames a link itself, never its target
+        if os.path.lexists(path):  # a concurrent copy: keep whichever is there
             return data
         os.rename(tmp, path)
         tmp = None
     except OSError as exc:
-        if not path.exists():
+        if replace:
+            warnings.warn(f"scenes: cannot replace the damaged cache {path} ({exc.strerror or exc}): "
+                          "using the split built in memory", stacklevel=3)
+        elif not os.path.lexists(path):
             warnings.warn(f"scenes: cannot cache to {path}: {exc}", stacklevel=3)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        if stale is not None:
+            _remove(stale)
     return data
 
 

@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from harness import UsageError, latest_per_seed, read_result
+from harness import HarnessError, UsageError, latest_per_seed, read_result, read_yaml_file
 
 
 def add_command(subparsers: Any, parents: list[Any]) -> None:
@@ -35,8 +35,11 @@ def collect(folders: list[Path], task: str | None) -> dict[str, dict[str, list[d
         docs += [read_result(path) for path in sorted(folder.rglob("*.json"))]
     viterb = [d for d in docs if d["task"]["kind"] == "viterb" and task in (None, d["task"]["name"])]
     found: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for (model, column), seeds in latest_per_seed(viterb).items():
-        found.setdefault(column.task, {}).setdefault(model, []).extend(seeds)
+    cells = latest_per_seed(viterb)
+    for (model, column), seeds in cells.items():  # a name with several weights: one row each, told apart
+        weights = {m.fingerprint for m, c in cells if m.name == model.name and c.task == column.task}
+        label = model.name if len(weights) == 1 else f"{model.name} ({model.fingerprint[:12]})"
+        found.setdefault(column.task, {}).setdefault(label, []).extend(seeds)
     return found
 
 
@@ -49,13 +52,11 @@ def _stats(docs: list[dict[str, Any]], metric: str) -> tuple[float, float]:
 
 def _chance(task: str, registries: Any) -> str:
     """`` (unseen: ...; chance ...%)`` from the registered task's ``params.unseen``; empty when unknown."""
-    import yaml
-
     if task not in registries.tasks:
         return ""
     try:
-        spec = yaml.safe_load(Path(registries.tasks.get(task)).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        spec = read_yaml_file(registries.tasks.get(task))
+    except HarnessError:
         return ""
     unseen = ((spec or {}).get("params") or {}).get("unseen") if isinstance(spec, dict) else None
     if not isinstance(unseen, list) or not unseen:
