@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import ResultError
-from .schema import first_error, is_rfc3339_datetime
+from .schema import first_error
 
 SCHEMA_VERSION = 5
 SUPPORTED_VERSIONS = (1, 2, 3, 4, 5)
@@ -176,7 +176,7 @@ def _names(doc: dict[str, Any]) -> Iterator[tuple[str, Any]]:
 def validate_result(doc: Any, source: str = "result") -> None:
     """Raise ResultError (one line) unless ``doc`` matches the schema of its declared version and
     the checks no schema states, for every version: an integer ``schema_version``; every number
-    finite; nesting at most :data:`MAX_DEPTH`; ``created_at`` a real RFC 3339 date-time; names
+    finite; nesting at most :data:`MAX_DEPTH`; names
     (model, task, kind, plugins, metrics) without control characters, line separators or bidi
     controls; metric names ``[a-z0-9_]+``; each ``ci95`` ordered (lower <= upper) and, for
     fraction metrics, value and interval within [0, 1]; main score and sample counts consistent."""
@@ -200,8 +200,6 @@ def validate_result(doc: Any, source: str = "result") -> None:
     problem = first_error(f"result.v{version}", doc)
     if problem:
         raise _fail(source, f"does not match result schema v{version}: {problem}")
-    if not is_rfc3339_datetime(doc["created_at"]):
-        raise _fail(source, f"created_at: {doc['created_at']!r} is not an RFC 3339 date-time")
     for name, metric in sorted(doc["metrics"].items()):
         value, ci = metric["value"], metric["ci95"]
         if ci is not None and ci[0] > ci[1]:

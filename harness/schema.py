@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import calendar
 import copy
 import json
-import re
 import string
 from functools import lru_cache
 from importlib import resources
@@ -22,40 +20,12 @@ def load_schema(name: str) -> dict[str, Any]:
     return json.loads(text)
 
 
-_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|[+-](\d{2}):(\d{2}))")
-
-
-def is_rfc3339_datetime(text: object) -> bool:
-    """True if ``text`` is an RFC 3339 date-time with a real date and time (``2026-11-23T12:00:00Z``,
-    ``...12:00:00.5+01:00``); what jsonschema's ``date-time`` format checks when the package
-    ``rfc3339-validator`` is installed, here without it."""
-    if not isinstance(text, str):
-        return False
-    match = _RFC3339.fullmatch(text)
-    if match is None:
-        return False
-    year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-    offset_h, offset_m = match.group(8), match.group(9)
-    return (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1] and hour <= 23 and minute <= 59
-            and second <= 59 and (offset_h is None or (int(offset_h) <= 23 and int(offset_m) <= 59)))
-
-
-def _format_checker(cls: type) -> jsonschema.FormatChecker:
-    """The draft's format checker; ``date-time`` is always checked (jsonschema checks it only when
-    ``rfc3339-validator`` is installed; without it, :func:`is_rfc3339_datetime`)."""
-    checker = jsonschema.FormatChecker(formats=())
-    checker.checkers = dict(cls.FORMAT_CHECKER.checkers)
-    if "date-time" not in checker.checkers:
-        checker.checks("date-time")(is_rfc3339_datetime)
-    return checker
-
-
 @lru_cache(maxsize=None)
 def _validator(name: str) -> jsonschema.protocols.Validator:
     schema = load_schema(name)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
-    return cls(schema, format_checker=_format_checker(cls))
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)  # date-time: checked with rfc3339-validator
 
 
 def field_path(error: ValidationError) -> str:
