@@ -21,7 +21,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
 

@@ -22,9 +22,9 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
 import stat
-import tempfile
 import time
 import warnings
 from collections import OrderedDict
@@ -185,28 +185,16 @@ def _quiet() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
-def _umask() -> int:
-    """The process's umask (read from /proc where it can be, else set and restored)."""
-    try:
-        with open("/proc/self/status", "rb") as handle:
-            for line in handle:
-                if line.startswith(b"Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _temp_dir(parent: Path, prefix: str) -> Path:
-    """``tempfile.mkdtemp`` with the umask's permissions (mkdtemp's 0700 would lock a group out)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    try:
-        os.chmod(path, 0o777 & ~_umask())
-    except OSError:  # a filesystem without modes: its defaults apply
-        pass
-    return path
+    """A new uniquely named folder in ``parent``, made by ``os.mkdir`` so that it has the umask's
+    permissions (``tempfile.mkdtemp``'s 0700 would lock a group out of a shared cache)."""
+    while True:
+        path = parent / f"{prefix}{secrets.token_hex(8)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
 
 
 def _open_regular(path: Path) -> int:
