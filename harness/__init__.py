@@ -25,7 +25,7 @@ _EXPORTS = {
     "specs": ("CAPABILITIES", "ModelSpec", "TaskKindSpec", "MetricSpec", "TrainerSpec", "WriterSpec", "DatasetSpec"),
     # models by capability
     "models": ("ImageEmbedder", "TextEmbedder", "ImageTokenizer", "Generator", "LoglikelihoodScorer",
-               "GenerationRequest", "Generation", "LoglikelihoodRequest", "Loglikelihood", "LoadContext",
+               "GenerationRequest", "Generation", "IMAGE_PLACEHOLDER", "LoglikelihoodRequest", "Loglikelihood", "LoadContext",
                "load_state_strict", "state_fingerprint", "n_parameters", "layer_index"),
     # how things run
     "execution": ("ExecutionConfig", "TORCH_DTYPES", "torch_dtype", "autocast", "split_on_oom", "is_out_of_memory",

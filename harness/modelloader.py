@@ -27,6 +27,7 @@ from .models import LoadContext, build_model
 if TYPE_CHECKING:
     from .execution import ExecutionConfig
     from .features import Features
+    from .generation import Generations
     from .processgroup import ProcessGroup
     from .registry import Registries
     from .specs import ModelSpec
@@ -89,6 +90,20 @@ class LoadedModel:
                         name=self.spec.name, num_workers=execution.num_workers, shard_size=execution.shard_size,
                         group=group, check_determinism=execution.check_determinism,
                         channels_last=self.channels_last, cache_dir=execution.cache_dir)
+
+    def generations(self, execution: ExecutionConfig, registries: Registries, group: ProcessGroup) -> Generations:
+        """The generation engine of this model under ``execution``: its response set is keyed by the
+        model's identity, its chat template and the dtype (none with the cache off)."""
+        from .generation import Generations
+        from .responsestore import ResponseStore
+
+        store = None
+        if execution.cache:
+            key = {"model": self.key(registries), "chat_template": getattr(self.model, "chat_template", None),
+                   "dtype": execution.dtype}
+            store = ResponseStore.default(execution.cache_dir).open(key)
+        return Generations(self.model, self.spec.name, execution.device, execution.dtype, execution.batch_size,
+                           execution.progress, store, group)
 
     def record(self, role: str | None = None, device: str = "cpu") -> dict[str, Any]:
         """How results describe this model; with ``role``, as an auxiliary model (plus how it ran)."""

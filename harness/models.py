@@ -65,16 +65,47 @@ class ImageTokenizer(Protocol):
     def encode_image_tokens(self, pixels: torch.Tensor, layer: int | None) -> torch.Tensor: ...
 
 
+#: Where an image goes in a prompt: ``"Describe <image> and compare with <image>."``. A prompt
+#: without it has its images before the text (the usual single-image VQA layout).
+IMAGE_PLACEHOLDER = "<image>"
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One prompt (with optional images) to complete. ``max_new_tokens`` and ``stop`` bound the
-    answer; ``temperature`` 0 is greedy decoding."""
+    """One prompt, with its images interleaved (:data:`IMAGE_PLACEHOLDER` marks where each goes, in
+    order; none: images first), to complete. Settings: ``max_new_tokens`` and ``stop`` strings bound
+    the answer (stop strings are cut from it); decoding is greedy when ``temperature`` is 0 and
+    ``num_beams`` 1, beam search with ``num_beams`` > 1, else sampling with ``temperature`` and
+    ``top_p`` from ``seed`` (the same seed, the same sample, whatever else is in the batch).
+    ``prompt`` is the user's text; a chat model wraps it in its chat template (and records which)."""
 
     prompt: str
     images: tuple[Any, ...] = ()
     max_new_tokens: int = 32
     stop: tuple[str, ...] = ()
     temperature: float = 0.0
+    top_p: float = 1.0
+    num_beams: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        placeholders = self.prompt.count(IMAGE_PLACEHOLDER)
+        if placeholders and placeholders != len(self.images):
+            raise ValueError(f"GenerationRequest: {placeholders} {IMAGE_PLACEHOLDER} placeholders for "
+                             f"{len(self.images)} images")
+        if self.max_new_tokens < 1 or self.num_beams < 1 or self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"GenerationRequest: bad settings (max_new_tokens={self.max_new_tokens}, "
+                             f"num_beams={self.num_beams}, temperature={self.temperature}, top_p={self.top_p})")
+
+    @property
+    def greedy(self) -> bool:
+        """Greedy decoding (deterministic): temperature 0 and one beam."""
+        return self.temperature == 0 and self.num_beams == 1
+
+    def settings(self) -> dict[str, Any]:
+        """Everything but the prompt and images: requests with equal settings may share a batch."""
+        return {"max_new_tokens": self.max_new_tokens, "stop": list(self.stop), "temperature": self.temperature,
+                "top_p": self.top_p, "num_beams": self.num_beams, "seed": self.seed}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ sits in the same folder. Each line, in the kind's output order, is one sample::
   (masked); only metrics with per-sample scores (not ``reduce="none"``);
 - ``class``: metric name -> the sample's class (int or string), only for class-mean metrics
   (``classes_from``);
-- ``group``: the sample's group (string or int), only when the kind returned a ``groups`` output.
+- ``group``: the sample's group (string or int), only when the kind returned a ``groups`` output;
+- ``fields``: output name -> the sample's value, for the outputs the task kind keeps in its records
+  (``TaskKindSpec.records``: e.g. a generative task's exact prompt, raw output and targets), so a
+  result can be inspected and re-scored without the model (``harness rescore``).
 
 Keys sorted, compact separators, UTF-8, every line ends with a newline. Paired comparisons of two
 models on the same task (the leaderboard's significance marks) align records by ``id``.
@@ -37,7 +40,7 @@ from .result import parse_json, read_bounded, shown
 SUFFIX = ".samples.jsonl"
 #: Largest records file read (bytes): about two million samples of a few metrics.
 MAX_RECORDS_BYTES = 256 * 1024 * 1024
-_KEYS = frozenset({"id", "scores", "class", "group"})
+_KEYS = frozenset({"id", "scores", "class", "group", "fields"})
 
 
 def records_path(result_path: Path) -> Path:
@@ -60,8 +63,20 @@ def _plain(value: Any, what: str) -> int | str:
     raise ValueError(f"{what} {value!r} is not an integer or a string")
 
 
+def _json(value: Any) -> Any:
+    """A per-sample output value as JSON (numpy scalars and arrays to Python numbers and lists)."""
+    if isinstance(value, np.ndarray):
+        return [_json(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    return value
+
+
 def build_records(ids: Sequence[Any], per_metric_scores: Mapping[str, Any],
-                  classes: Mapping[str, Any] | None = None, groups: Any = None) -> list[dict[str, Any]]:
+                  classes: Mapping[str, Any] | None = None, groups: Any = None,
+                  fields: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """One record per sample (see the module docstring) from the sample ids, each per-sample
     metric's scores (a masked array's masked samples become null), the classes of class-mean
     metrics and the kind's groups output (or None). Every array has one entry per id; a
@@ -90,6 +105,9 @@ def build_records(ids: Sequence[Any], per_metric_scores: Mapping[str, Any],
         if len(group_values) != n:
             raise ValueError(f"records: groups have {len(group_values)} entries for {n} samples")
         group_column = [_plain(v, "group") for v in group_values.tolist()]
+    for name, values in (fields or {}).items():
+        if len(values) != n:
+            raise ValueError(f"records: field {name!r} has {len(values)} entries for {n} samples")
     records = []
     for i, sample in enumerate(ids):
         record: dict[str, Any] = {"id": str(sample), "scores": {name: column[i] for name, column in columns.items()}}
@@ -97,6 +115,8 @@ def build_records(ids: Sequence[Any], per_metric_scores: Mapping[str, Any],
             record["class"] = {name: column[i] for name, column in class_columns.items()}
         if group_column is not None:
             record["group"] = group_column[i]
+        if fields:
+            record["fields"] = {name: _json(values[i]) for name, values in sorted(fields.items())}
         records.append(record)
     return records
 
@@ -143,6 +163,8 @@ def _check_record(record: Any, line: int, source: str, metrics: Mapping[str, Any
             raise fail(f"class of metric {name!r}, which has no score")
         if isinstance(label, bool) or not isinstance(label, (int, str)):
             raise fail(f"class of {name!r} is {label!r}, not an integer or a string")
+    if "fields" in record and not isinstance(record["fields"], dict):
+        raise fail("fields is not an object")
     if "group" in record and (isinstance(record["group"], bool) or not isinstance(record["group"], (int, str))):
         raise fail(f"group {record['group']!r} is not an integer or a string")
 

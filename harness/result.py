@@ -201,13 +201,17 @@ def validate_result(doc: Any, source: str = "result") -> None:
     if problem:
         raise _fail(source, f"does not match result schema v{version}: {problem}")
     for name, metric in sorted(doc["metrics"].items()):
-        value, ci = metric["value"], metric["ci95"]
-        if ci is not None and ci[0] > ci[1]:
-            raise _fail(source, f"metrics.{name}.ci95: lower bound {ci[0]} is above upper bound {ci[1]}")
-        if metric["unit"] == "fraction":
-            for where, number in (("value", value), ("ci95[0]", ci and ci[0]), ("ci95[1]", ci and ci[1])):
-                if number is not None and not 0 <= number <= 1:
-                    raise _fail(source, f"metrics.{name}.{where}: {number} is outside [0, 1] (unit fraction)")
+        parts = [(f"metrics.{name}", metric)]
+        parts += [(f"metrics.{name}.breakdown.{output}.{label}", part)
+                  for output, table in sorted(metric.get("breakdown", {}).items()) for label, part in sorted(table.items())]
+        for where, part in parts:
+            value, ci = part["value"], part["ci95"]
+            if ci is not None and ci[0] > ci[1]:
+                raise _fail(source, f"{where}.ci95: lower bound {ci[0]} is above upper bound {ci[1]}")
+            if metric["unit"] == "fraction":
+                for field, number in (("value", value), ("ci95[0]", ci and ci[0]), ("ci95[1]", ci and ci[1])):
+                    if number is not None and not 0 <= number <= 1:
+                        raise _fail(source, f"{where}.{field}: {number} is outside [0, 1] (unit fraction)")
     main = doc["main_score"]
     if main["name"] not in doc["metrics"] or doc["metrics"][main["name"]]["value"] != main["value"]:
         raise _fail(source, f"main_score {main['name']!r} does not match its entry in metrics")

@@ -25,7 +25,7 @@ from .registry import Registries
 from .result import SCHEMA_VERSION, validate_result
 from .records import build_records, records_digest, records_path, records_text
 from .resultfile import check_output_dir, keep_unsaved, result_name, result_path
-from .scoring import SampleScores, score_samples
+from .scoring import GROUPS, SampleScores, score_samples
 from .specs import ModelSpec, TaskKindSpec, load_object
 from .taskkind import Compute, TaskContext
 from .taskspec import DatasetSource, TaskSpec, load_task_spec
@@ -221,36 +221,43 @@ def evaluate_task(config: RunConfig, loaded: LoadedModel, loader: ModelLoader, t
     reset_peak_memory(execution.device)
     start = time.perf_counter()
     features = loaded.features(execution, registries, group)
-    ctx = replace(task.context, _features=features)
+    generations = loaded.generations(execution, registries, group)
+    ctx = replace(task.context, _features=features, _generations=generations)
     kind_start = time.perf_counter()
     with blamed(f"task kind {kind.name!r} ({kind.factory})"):
         outputs = load_object(kind.factory)().evaluate(ctx)
     kind_s = time.perf_counter() - kind_start
-    counters = group.gather(asdict(features.counters))
+    counters = group.gather({**asdict(features.counters), **{f"gen_{k}": v for k, v in asdict(generations.counters).items()}})
     if not group.main:
         return None
     metric_start = time.perf_counter()
-    metrics, samples, groups = score_samples(kind.name, spec.metrics, registries.metrics, outputs, execution.seed)
+    metrics, samples, arrays = score_samples(kind.name, spec.metrics, registries.metrics, outputs, execution.seed)
     end = time.perf_counter()
     times = {"load_model": loaded.load_s, "load_data": task.load_data_s, "kind": kind_s,
              "metrics": end - metric_start, "total": loaded.load_s + task.load_data_s + end - start}
     doc = _document(config, loaded, registries, (spec, task.plugin), task.whole, task.evaluated, features,
                     counters or [], times, metrics, group.world_size)
-    text = records_text(_records(ctx, samples, groups))
+    text = records_text(_records(ctx, samples, arrays, kind.records))
     doc = dict(doc, auxiliary_models=ctx.used_models)
     doc["records"] = {"file": records_path(Path(result_name(doc))).name, "sha256": records_digest(text),
                       "n": text.count("\n")}
     return doc, text
 
 
-def _records(ctx: TaskContext, samples: dict[str, SampleScores], groups: np.ndarray | None) -> list[dict[str, Any]]:
+def _records(ctx: TaskContext, samples: dict[str, SampleScores], arrays: dict[str, np.ndarray],
+             fields: tuple[str, ...]) -> list[dict[str, Any]]:
     """Per-sample records: each output row's sample id (the evaluated rows' ids when the kind
-    returned one row per evaluated row, else ``#<position>``) and its per-metric scores."""
-    n = len(next(iter(samples.values())).scores) if samples else (len(groups) if groups is not None else 0)
+    returned one row per evaluated row, else ``#<position>``), its per-metric scores and the
+    outputs the kind keeps (``fields``)."""
+    missing = [name for name in fields if name not in arrays]
+    if missing:
+        raise PluginError(f"{ctx.where}: the kind keeps {missing} in its records but did not return them")
+    n = len(next(iter(arrays.values()))) if arrays else 0
     evaluated = ctx._evaluated
     ids = evaluated.sample_ids() if len(evaluated) == n else [f"#{i}" for i in range(n)]
     return build_records(ids, {name: s.scores for name, s in samples.items()},
-                         {name: s.classes for name, s in samples.items() if s.classes is not None}, groups)
+                         {name: s.classes for name, s in samples.items() if s.classes is not None},
+                         arrays.get(GROUPS), {name: arrays[name] for name in fields})
 
 
 def _document(config: RunConfig, loaded: LoadedModel, registries: Registries,
@@ -263,6 +270,8 @@ def _document(config: RunConfig, loaded: LoadedModel, registries: Registries,
     spec, task_plugin = task
     images, texts = sum(c["images"] for c in counters), sum(c["texts"] for c in counters)
     extract_s = max(c["seconds"] for c in counters)
+    requests, tokens = sum(c["gen_requests"] for c in counters), sum(c["gen_tokens"] for c in counters)
+    generate_s = max(c["gen_seconds"] for c in counters)
     diffs = [c["max_abs_diff"] for c in counters if c["max_abs_diff"] is not None]
     check = None
     execution = config.execution
@@ -292,15 +301,19 @@ def _document(config: RunConfig, loaded: LoadedModel, registries: Registries,
                       "determinism": {**numerics(execution.device, features.channels_last, loaded.model),
                                       "check": check}},
         "cache": {"enabled": execution.cache, "image_hits": features.counters.image_hits, "image_misses": images,
-                  "text_hits": features.counters.text_hits, "text_misses": texts},
+                  "text_hits": features.counters.text_hits, "text_misses": texts,
+                  "response_hits": counters[0]["gen_request_hits"], "response_misses": requests},
         "metrics": metrics,
         "main_score": {"name": spec.main_score, "value": metrics[spec.main_score]["value"]},
         "cost": {
             "wall_time_s": r(times["total"]),
             "images_per_s": round(images / extract_s, 3) if images and extract_s else None,
             "texts_per_s": round(texts / extract_s, 3) if texts and extract_s else None,
+            "requests_per_s": round(requests / generate_s, 3) if requests and generate_s else None,
+            "tokens_per_s": round(tokens / generate_s, 3) if tokens and generate_s else None,
             "phases_s": {"load_model": r(times["load_model"]), "load_data": r(times["load_data"]),
-                         "extract": r(extract_s), "task": r(max(0.0, times["kind"] - extract_s)),
+                         "extract": r(extract_s), "generate": r(generate_s),
+                         "task": r(max(0.0, times["kind"] - extract_s - generate_s)),
                          "metrics": r(times["metrics"])},
             **peak_memory(execution.device),
         },

@@ -96,16 +96,7 @@ def _score_metric(spec: MetricSpec, outputs: Mapping[str, np.ndarray],
             all_classes = np.asarray(arrays[spec.classes_from]) if spec.classes_from else None
             samples = SampleScores(np.ma.MaskedArray(per_sample[0], mask=~per_sample[1]), all_classes)
         if per_sample is not None and per_sample[1].any():
-            scores, kept = per_sample
-            scores = scores[kept]
-            classes = all_classes[kept] if all_classes is not None else None
-            kept_groups = np.asarray(groups)[kept] if groups is not None else None
-            value = reduce_scores(scores, classes)
-            binary = classes is None and kept_groups is None and np.isin(scores, (0.0, 1.0)).all()
-            if spec.interval == "wilson" and binary:
-                ci, method = wilson(int(scores.sum()), len(scores)), "wilson"
-            elif spec.interval != "none":
-                ci = bootstrap_scores(scores, seed, classes, kept_groups)
+            value, ci, method = _reduce(spec, per_sample[0], per_sample[1], all_classes, groups, seed)
     entry = {
         "value": value,
         "ci95": list(ci) if ci else None,
@@ -113,7 +104,50 @@ def _score_metric(spec: MetricSpec, outputs: Mapping[str, np.ndarray],
         "higher_is_better": spec.higher_is_better,
         "unit": spec.unit,
     }
+    if spec.breakdown:
+        entry["breakdown"] = _breakdown(spec, outputs, samples, groups, seed)
     return entry, samples
+
+
+def _reduce(spec: MetricSpec, scores: np.ndarray, kept: np.ndarray, classes: np.ndarray | None,
+            groups: Any, seed: int) -> tuple[float, Any, str]:
+    """(value, interval, method) of the kept per-sample scores."""
+    scores = scores[kept]
+    classes = classes[kept] if classes is not None else None
+    kept_groups = np.asarray(groups)[kept] if groups is not None else None
+    value = reduce_scores(scores, classes)
+    binary = classes is None and kept_groups is None and np.isin(scores, (0.0, 1.0)).all()
+    if spec.interval == "wilson" and binary:
+        return value, wilson(int(scores.sum()), len(scores)), "wilson"
+    if spec.interval != "none":
+        return value, bootstrap_scores(scores, seed, classes, kept_groups), "bootstrap"
+    return value, None, "none"
+
+
+#: Most distinct values a breakdown output may have (more is a plugin error, not a huge result).
+MAX_BREAKDOWN_VALUES = 1000
+
+
+def _breakdown(spec: MetricSpec, outputs: Mapping[str, np.ndarray], samples: SampleScores | None, groups: Any,
+               seed: int) -> dict[str, dict[str, Any]]:
+    """Output name -> its value (as text) -> ``{value, ci95, n}`` of the metric on those samples."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in spec.breakdown:
+        labels = np.array([str(v) for v in np.asarray(outputs[name]).tolist()], dtype=object)
+        values = sorted(set(labels.tolist()))
+        if len(values) > MAX_BREAKDOWN_VALUES:
+            raise PluginError(f"metric {spec.name!r}: breakdown output {name!r} has {len(values)} distinct values "
+                              f"(at most {MAX_BREAKDOWN_VALUES})")
+        table = {}
+        for label in values:
+            kept = (labels == label) & (~np.ma.getmaskarray(samples.scores) if samples is not None else False)
+            if samples is None or not kept.any():
+                table[label] = {"value": None, "ci95": None, "n": int(kept.sum()) if samples is not None else 0}
+                continue
+            value, ci, _ = _reduce(spec, np.ma.getdata(samples.scores), kept, samples.classes, groups, seed)
+            table[label] = {"value": value, "ci95": list(ci) if ci else None, "n": int(kept.sum())}
+        out[name] = table
+    return out
 
 
 def score(kind: str, names: tuple[str, ...], metrics: Registry[MetricSpec], outputs: Any, seed: int) -> dict[str, Any]:
@@ -122,9 +156,9 @@ def score(kind: str, names: tuple[str, ...], metrics: Registry[MetricSpec], outp
 
 
 def score_samples(kind: str, names: tuple[str, ...], metrics: Registry[MetricSpec], outputs: Any,
-                  seed: int) -> tuple[dict[str, Any], dict[str, SampleScores], np.ndarray | None]:
-    """:func:`score`, plus each per-sample metric's :class:`SampleScores` and the kind's groups
-    output (or None): the material of the result's per-sample records."""
+                  seed: int) -> tuple[dict[str, Any], dict[str, SampleScores], dict[str, np.ndarray]]:
+    """:func:`score`, plus each per-sample metric's :class:`SampleScores` and the kind's outputs as
+    checked arrays: the material of the result's per-sample records."""
     specs = [metrics.get(name) for name in names]
     arrays = check_outputs(kind, outputs, {o for spec in specs for o in spec.outputs})
     entries, samples = {}, {}
@@ -132,4 +166,4 @@ def score_samples(kind: str, names: tuple[str, ...], metrics: Registry[MetricSpe
         entries[spec.name], per_sample = _score_metric(spec, arrays, seed)
         if per_sample is not None:
             samples[spec.name] = per_sample
-    return entries, samples, arrays.get(GROUPS)
+    return entries, samples, arrays

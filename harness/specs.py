@@ -83,10 +83,18 @@ class TaskKindSpec:
     columns: tuple[str, ...] = ()
     params_schema: Mapping[str, Any] = field(default_factory=dict, compare=False)
     description: str = ""
+    records: tuple[str, ...] = ()
+    """Outputs kept per sample in the result's records file (``fields``), e.g. the exact prompt, the
+    raw output and the targets of a generative task, so a result can be inspected and re-scored
+    (``harness rescore``) without the model. Values must be JSON (strings, numbers, lists)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "needs", frozenset(self.needs))
         object.__setattr__(self, "outputs", frozenset(self.outputs))
+        object.__setattr__(self, "records", tuple(self.records))
+        if not set(self.records) <= self.outputs:
+            raise PluginError(f"task kind {self.name!r}: records {sorted(set(self.records) - self.outputs)} "
+                              "are not among its outputs")
         _check_capabilities(f"task kind {self.name!r}", self.needs)
 
 
@@ -101,7 +109,7 @@ class MetricSpec:
     ``None`` means undefined (stored as null); NaN is a plugin error. Intervals resample samples
     (or groups, when the kind returns an output named ``groups``): ``"wilson"`` for a proportion
     of 0/1 scores without groups, ``"bootstrap"``, or ``"none"``. ``unit``: ``"fraction"``
-    (rendered as a percentage) or ``"raw"``.
+    (rendered as a percentage) or ``"raw"``. ``breakdown``: see the field.
     """
 
     name: str
@@ -113,8 +121,14 @@ class MetricSpec:
     reduce: str = "mean"
     classes_from: str | None = None
     description: str = ""
+    breakdown: tuple[str, ...] = ()
+    """Outputs (per-sample labels, e.g. ``answer_type``) over whose values the metric is also
+    reported, each subset with its own interval (``breakdown`` in the result's metric entry)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "breakdown", tuple(self.breakdown))
+        if self.breakdown and self.reduce == "none":
+            raise PluginError(f"metric {self.name!r}: a breakdown needs per-sample scores (reduce 'mean' or 'class_mean')")
         inputs = self.inputs
         mapping = dict(inputs) if isinstance(inputs, Mapping) else {name: name for name in inputs}
         object.__setattr__(self, "inputs", tuple(sorted(mapping.items())))
@@ -133,8 +147,8 @@ class MetricSpec:
 
     @property
     def outputs(self) -> frozenset[str]:
-        """The task-kind outputs this metric reads."""
-        return frozenset(output for _, output in self.inputs)
+        """The task-kind outputs this metric reads (breakdown labels included)."""
+        return frozenset(output for _, output in self.inputs) | frozenset(self.breakdown)
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,15 @@
 """What a task kind (and a trainer) receives: a narrow context, never the engine.
 
-A kind asks for rows, image features, text features, other models and a progress bar; it gets
+A kind asks for rows, image features, text features, generated answers and log-likelihoods
+(``generate``, ``loglikelihood``: the generation engine, :mod:`harness.generation`), other models
+and a progress bar; it gets
 its spec's params already validated with defaults filled in. Batching, devices, precision, the
 feature store, data parallelism and caching all stay behind these methods.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 import numpy as np
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
     import datasets
 
     from .features import Features
+    from .generation import Generations
+    from .models import Generation, GenerationRequest, Loglikelihood, LoglikelihoodRequest
     from .modelloader import ModelLoader
 
 T = TypeVar("T")
@@ -62,6 +66,7 @@ class ModelFeatures:
     model: Any
     _features: Features = field(repr=False)
     _context: TaskContext = field(repr=False)
+    _generations: Generations | None = field(default=None, repr=False)
 
     @property
     def embed_dim(self) -> int | None:
@@ -81,6 +86,25 @@ class ModelFeatures:
     def texts(self, strings: Sequence[str]) -> np.ndarray:
         """``(N, D)`` text features, in order (cached per text)."""
         return self._features.texts(list(strings), where=self._context.where)
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """The model's answer to each request, in order (batched, cached per request, resumable)."""
+        return self._generations.generate(requests, where=self._context.where)
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
+        """Per request: the sum of the continuation's token log-probabilities (<= 0), its token count,
+        and whether it is the greedy continuation (cached per request)."""
+        return self._generations.loglikelihood(requests, where=self._context.where)
+
+    def choose(self, context: str, choices: Sequence[str], images: Sequence[Any] = ()) -> tuple[int, int]:
+        """Multiple choice by log-likelihood: ``(index of the most likely choice, index of the most
+        likely per token)`` -- raw sums favour short choices, length-normalised ones do not."""
+        from .models import LoglikelihoodRequest
+
+        scores = self.loglikelihood([LoglikelihoodRequest(context, choice, tuple(images)) for choice in choices])
+        raw = max(range(len(scores)), key=lambda i: scores[i].logprob)
+        per_token = max(range(len(scores)), key=lambda i: scores[i].logprob / max(1, scores[i].n_tokens))
+        return raw, per_token
 
 
 @dataclass(frozen=True)
@@ -105,6 +129,7 @@ class TaskContext:
     _progress: bool = field(default=False, repr=False)
     used_models: list[dict[str, Any]] = field(default_factory=list, repr=False)
     """What :meth:`model` loaded (recorded in the result as ``auxiliary_models``)."""
+    _generations: Generations | None = field(default=None, repr=False)
 
     @property
     def where(self) -> str:
@@ -131,11 +156,19 @@ class TaskContext:
         """Text features of the model under test (see :meth:`ModelFeatures.texts`)."""
         return self.features.texts(strings)
 
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Answers of the model under test (see :meth:`ModelFeatures.generate`)."""
+        return self.features.generate(requests)
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest]) -> list[Loglikelihood]:
+        """Log-likelihoods under the model under test (see :meth:`ModelFeatures.loglikelihood`)."""
+        return self.features.loglikelihood(requests)
+
     @property
     def features(self) -> ModelFeatures:
         """The model under test."""
-        self._need_model("features of the model under test (ctx.images, ctx.texts, ctx.features)")
-        return ModelFeatures(self._features.name, self._features.encoder, self._features, self)
+        self._need_model("the model under test (ctx.images, ctx.texts, ctx.generate, ctx.loglikelihood, ctx.features)")
+        return ModelFeatures(self._features.name, self._features.encoder, self._features, self, self._generations)
 
     def _need_model(self, what: str) -> None:
         if self._features is None:
@@ -156,7 +189,9 @@ class TaskContext:
             self.used_models.append(record)
         features = self._features.for_encoder(loaded.model, loaded.key(self._loader.registries),
                                                loaded.channels_last)
-        return ModelFeatures(loaded.spec.name, loaded.model, features, self)
+        execution = replace(self._loader.execution, cache=self._features.store is not None)
+        generations = loaded.generations(execution, self._loader.registries, self.compute.group)
+        return ModelFeatures(loaded.spec.name, loaded.model, features, self, generations)
 
     def class_names(self, role: str = "label") -> list[str]:
         """``params["classnames"]`` when the spec gives them (as many as the column's ClassLabel names,

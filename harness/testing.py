@@ -18,6 +18,7 @@ from .dataset import Split
 from .errors import PluginError
 from .execution import ExecutionConfig
 from .features import Features
+from .generation import Generations
 from .modelloader import LoadedModel
 from .models import (Generation, GenerationRequest, Loglikelihood, LoglikelihoodRequest, LoadContext,
                      REQUIRED_METHODS, build_model, check_capabilities)
@@ -141,6 +142,7 @@ class _Loader:
 
     models: Mapping[str, Any]
     registries: Any = None
+    execution: ExecutionConfig = field(default_factory=lambda: ExecutionConfig(device="cpu", cache=False))
     _loaded: dict[str, LoadedModel] = field(default_factory=dict)
 
     def load(self, name: str, capability: str | None = None, seed: int | None = None) -> LoadedModel:
@@ -191,7 +193,8 @@ def task_context(rows: Any, columns: Mapping[str, str], params: Mapping[str, Any
     features = Features(model, batch_size=batch_size, name="model")
     return TaskContext(name=name, params=params, columns=dict(columns), seed=seed, compute=Compute(), split=split,
                        _evaluated=evaluated, _load_split=load_split, _features=features,
-                       _loader=_Loader(dict(models or {})), _progress=False)
+                       _loader=_Loader(dict(models or {})), _progress=False,
+                       _generations=Generations(model, name="model", batch_size=batch_size))
 
 
 def check_model(spec: ModelSpec, image: Any = None, execution: ExecutionConfig | None = None) -> Any:

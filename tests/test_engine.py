@@ -164,9 +164,10 @@ def test_v2_result_records_execution_cache_and_cost(full_run: dict) -> None:
     assert record["tf32_matmul"] is False and record["cudnn_deterministic"] is False and record["channels_last"] is False
     assert record["attention"] != "none"  # the tiny ViT and text transformer have attention layers
     assert record["check"]["batch_sizes"] == [32, 16] and 0 <= record["check"]["max_abs_diff"] < 1e-4
-    assert doc["cache"] == {"enabled": True, "image_hits": 0, "image_misses": 12, "text_hits": 0, "text_misses": 6}
+    assert doc["cache"] == {"enabled": True, "image_hits": 0, "image_misses": 12, "text_hits": 0, "text_misses": 6,
+                            "response_hits": 0, "response_misses": 0}
     cost = doc["cost"]
-    assert set(cost["phases_s"]) == {"load_model", "load_data", "extract", "task", "metrics"}
+    assert set(cost["phases_s"]) == {"load_model", "load_data", "extract", "generate", "task", "metrics"}
     assert cost["peak_rss_mb"] > 0 and cost["peak_cuda_mb"] is None and cost["images_per_s"] > 0
     assert cost["texts_per_s"] > 0
 

@@ -214,8 +214,9 @@ def test_cache_cli(tiny_openclip: dict, image_folder: Path, tmp_path: Path, caps
     assert main([*argv, "--output-dir", str(tmp_path / "a")]) == 0
     assert main([*argv, "--output-dir", str(tmp_path / "b")]) == 0
     docs = [read_result(next((tmp_path / d).rglob("*.json"))) for d in "ab"]
-    assert docs[0]["cache"] == {"enabled": True, "image_hits": 0, "image_misses": 12, "text_hits": 0, "text_misses": 6}
-    assert docs[1]["cache"] == {"enabled": True, "image_hits": 12, "image_misses": 0, "text_hits": 6, "text_misses": 0}
+    none = {"response_hits": 0, "response_misses": 0}
+    assert docs[0]["cache"] == {"enabled": True, "image_hits": 0, "image_misses": 12, "text_hits": 0, "text_misses": 6, **none}
+    assert docs[1]["cache"] == {"enabled": True, "image_hits": 12, "image_misses": 0, "text_hits": 6, "text_misses": 0, **none}
     assert docs[0]["metrics"] == docs[1]["metrics"] and docs[1]["cost"]["images_per_s"] is None
     capsys.readouterr()
     assert main(["cache", "ls", "--cache-dir", str(cache)]) == 0
