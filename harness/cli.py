@@ -138,6 +138,13 @@ def build_parser(pm=None, registries=None) -> argparse.ArgumentParser:  # noqa: 
     cache.add_argument("ids", nargs="*", help="feature-set ids or unique prefixes (rm, verify)")
     cache.add_argument("--all", action="store_true", help="rm: every feature set")
     cache.add_argument("--cache-dir", type=Path, default=None, help="cache root (default $HARNESS_CACHE_DIR or ~/.cache/harness)")
+    again = sub.add_parser("rescore", parents=[common],
+                           help="recompute a result's metrics from its per-sample records (no model)")
+    again.add_argument("results", nargs="+", type=Path, help="result files (.json) with records")
+    again.add_argument("--output-dir", type=Path, required=True, help="where the new results go")
+    again.add_argument("--metric", dest="metrics", action="append", default=[],
+                       help="metric to compute (repeatable; default: the result's own)")
+    again.add_argument("--main", default=None, help="main score (default: the result's, else the first --metric)")
     board = sub.add_parser("leaderboard", parents=[common], help="render result files as markdown")
     board.add_argument("results_dir", type=Path)
     board.add_argument("-o", "--output", type=Path, required=True, help="markdown file to write")
@@ -238,6 +245,18 @@ def cmd_leaderboard(args: argparse.Namespace, registries: Registries) -> int:
     return 0
 
 
+def cmd_rescore(args: argparse.Namespace, registries: Registries) -> int:
+    from .rescore import rescore
+    from .resultfile import check_output_dir
+
+    output_dir = check_output_dir(args.output_dir)
+    for name in args.metrics:
+        registries.metrics.get(name)
+    for path in args.results:
+        print(rescore(path, registries, output_dir, args.metrics, args.main))
+    return 0
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -292,7 +311,7 @@ def cmd_cache(args: argparse.Namespace, registries: Registries) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "plugins": cmd_plugins, "validate": cmd_validate,
-            "leaderboard": cmd_leaderboard, "cache": cmd_cache}
+            "leaderboard": cmd_leaderboard, "cache": cmd_cache, "rescore": cmd_rescore}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

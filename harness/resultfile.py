@@ -44,6 +44,8 @@ def model_id(name: str) -> str:
 def result_name(doc: dict[str, Any]) -> str:
     """``<task>-<identity>[.seed-N].json`` (see the module docstring)."""
     identity = f"{doc['model']['fingerprint']}\n{doc['task']['spec_sha256']}"
+    if doc.get("rescored"):  # recomputed from records (``harness rescore``): never over the original
+        identity += "\nrescored:" + ",".join(doc["rescored"]["metrics"])
     digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:8]
     seed = f".seed-{doc['seed']}" if doc["seed"] else ""
     return f"{doc['task']['name']}-{digest}{seed}.json"

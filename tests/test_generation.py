@@ -255,3 +255,40 @@ def test_the_engine_directly() -> None:
     assert cut_at_stop("red. green", (".",)) == "red" and cut_at_stop("red", ("x",)) == "red"
     with pytest.raises(ValueError, match="placeholders"):
         GenerationRequest("<image> and <image>", images=(1,))
+
+
+def test_rescore_recomputes_from_records_without_the_model(genplugin: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    (genplugin / "harness_genplugin.py").write_text(PLUGIN + '''
+
+def prefix(predictions, targets):
+    return np.array([str(t).startswith(str(p)[:1]) for p, t in zip(predictions, targets)], dtype=float)
+
+
+@hookimpl
+def harness_register_metrics():
+    return [MetricSpec("exact", "harness_genplugin:exact", ("predictions", "targets"), interval="wilson"),
+            MetricSpec("raw_exact", "harness_genplugin:exact", {"predictions": "raw", "targets": "targets"}),
+            MetricSpec("needs_predictions", "harness_genplugin:exact", ("predictions", "targets"))]
+'''.replace('''@hookimpl
+def harness_register_metrics():
+    return [MetricSpec("exact", "harness_genplugin:exact", ("predictions", "targets"), interval="wilson")]
+''', "", 1))
+    sys.modules.pop("harness_genplugin", None)
+    assert run(tmp_path, genplugin) == 0
+    original = Path(capsys.readouterr().out.strip())
+    before = original.read_bytes()
+    # the raw outputs ("a:w3") never equal the targets: another metric over the records gives another score
+    assert main(["rescore", "-p", "harness_genplugin", str(original), "--metric", "raw_exact",
+                 "--output-dir", str(tmp_path / "out")]) == 0
+    rescored_path = Path(capsys.readouterr().out.strip())
+    rescored = read_result(rescored_path)
+    assert rescored_path != original and original.read_bytes() == before
+    assert rescored["main_score"] == {"name": "raw_exact", "value": 0.0}
+    assert rescored["rescored"]["from"] == original.name and rescored["rescored"]["metrics"] == ["raw_exact"]
+    assert [r["fields"] for r in read_records(rescored_path, rescored)] == \
+        [r["fields"] for r in read_records(original, read_result(original))]
+    # a metric whose inputs the records do not keep: one line
+    code = main(["rescore", "-p", "harness_genplugin", str(original), "--metric", "needs_predictions",
+                 "--output-dir", str(tmp_path / "again")])
+    assert_clean_failure(code, capsys.readouterr().err, tmp_path / "again", "needs output(s) ['predictions']")
