@@ -292,3 +292,22 @@ def harness_register_metrics():
     code = main(["rescore", "-p", "harness_genplugin", str(original), "--metric", "needs_predictions",
                  "--output-dir", str(tmp_path / "again")])
     assert_clean_failure(code, capsys.readouterr().err, tmp_path / "again", "needs output(s) ['predictions']")
+
+
+def test_two_gloo_ranks_share_the_requests_and_equal_one_process(genplugin: Path, tmp_path: Path) -> None:
+    (genplugin / "echo_words.yaml").write_text(TASK % 12)
+    common = ["run", "-p", "harness_genplugin", "--quiet", "--model", "parrot:a", "--task",
+              str(genplugin / "echo_words.yaml"), "--batch-size", "2"]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+                           "-m", "harness", *common, "--cache-dir", str(tmp_path / "c2"), "--output-dir",
+                           str(tmp_path / "two")], env={**os.environ}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [two] = [Path(line) for line in proc.stdout.split()]  # rank 0 alone writes
+    prompts = [p for batch in calls(tmp_path) for p in batch]
+    assert len(prompts) == len(set(prompts)) == 12  # the ranks split the requests; none computed twice
+    assert main([*common, "--cache-dir", str(tmp_path / "c1"), "--output-dir", str(tmp_path / "one")]) == 0
+    one = next((tmp_path / "one").rglob("echo_words-*.json"))
+    assert read_result(two)["metrics"] == read_result(one)["metrics"]
+    assert read_result(two)["execution"]["world_size"] == 2
+    assert two.with_name(two.name.replace(".json", ".samples.jsonl")).read_text() == \
+        one.with_name(one.name.replace(".json", ".samples.jsonl")).read_text()
