@@ -47,6 +47,9 @@ Gaussian noise (std 3). ``dataset._fingerprint`` is sha256(version, canonical co
 split), the same in every process. A built split is cached under the run's cache root
 (``--cache-dir``): ``<root>/scenes/<fingerprint>``. ``harness_scenes.builder.export`` writes a
 split as an image folder or a ``save_to_disk`` folder.
+
+The builder ``scenes_vqa`` (:mod:`harness_scenes.vqa`) asks one question per scene (colour, shape,
+count, presence) with ten simulated human answers, in the columns the VQA task kind reads.
 """
 
 from __future__ import annotations
@@ -63,5 +66,12 @@ def harness_register_datasets() -> list[DatasetSpec]:
             version="1",
             description="procedural coloured shapes on textured backgrounds: classification, counting, "
             "identification, captions, keypoints (offline, deterministic)",
-        )
+        ),
+        DatasetSpec(
+            "scenes_vqa",
+            "harness_scenes.vqa:build",
+            version="1",
+            description="questions about the scenes (colour, shape, count, presence), ten simulated human "
+            "answers each, in VQA format (offline, deterministic)",
+        ),
     ]

@@ -1,0 +1,431 @@
+"""Dataset builders for VQA data in its published JSON formats, read strictly.
+
+``vqa_json`` -- the official VQA format (VQAv2, OK-VQA, VQA v1): a questions file
+(``{"data_subtype": "val2014", "questions": [{"question_id", "image_id", "question"}, ...]}``), an
+optional annotations file (``{"annotations": [{"question_id", "image_id", "answers": [{"answer", ...}],
+"answer_type", "question_type", "multiple_choice_answer"}, ...]}``; test-dev has none) and a folder
+of images named by ``image_pattern``::
+
+    dataset:
+      builder: vqa_json
+      config: {root: ${VQA_ROOT}, questions: v2_OpenEnded_mscoco_val2014_questions.json,
+               annotations: v2_mscoco_val2014_annotations.json, images: val2014}
+      split: val2014
+
+``textvqa_json`` -- TextVQA's single file (``{"data": [{"question_id", "image_id", "question",
+"answers": [...]}, ...]}``; the test file has no answers) and its image folder (``{image_id}.jpg``).
+
+``vizwiz_json`` -- VizWiz-VQA's list (``[{"image", "question", "answers": [{"answer", ...}],
+"answer_type", ...}, ...]``; test has no answers) and its image folder; VizWiz has no question ids,
+so a question's id is its position in the file.
+
+Config values that are paths expand ``~`` and ``${VAR}``; a relative path is taken inside ``root``
+(itself absolute after expansion). Builder configs are not resolved relative to the task spec's
+folder, so a relative path without ``root`` is refused rather than read from wherever the command
+runs. The split name is only a label (the files say what the rows are).
+
+Columns: ``id`` (the question id as text: the sample id of records and caches), ``image`` (an
+Image column reading the file lazily), ``image_id``, ``question_id`` (int64), ``question``; with
+annotations also ``answers`` (list of str, in the file's order: VQAv2 10, OK-VQA 5 each given
+twice, TextVQA and VizWiz 10), ``answer_type``, and for ``vqa_json`` ``question_type`` and (when
+every annotation has it) ``multiple_choice_answer``.
+
+Every problem is one line (``DataError``): a missing or unreadable file, JSON that is not the
+format, repeated question ids, annotations that do not cover the questions one for one, questions
+whose image file is missing (how many, and the first), an unset environment variable.
+
+Identity: ``dataset._fingerprint`` is sha256 over the builder version, the format, the sha256 of
+the question and annotation files, the image pattern and the sha256 of every image file read
+(digests remembered under the run's cache root, ``<root>/vqa/digests.json``, by path, size, mtime,
+ctime and inode), so replaced images or edited answers are a different dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from harness import DataError, write_text_atomic
+
+if TYPE_CHECKING:
+    import datasets
+
+    from harness import ExecutionConfig
+
+VERSION = "1"
+DEFAULT_PATTERNS = {"vqa_json": "COCO_{data_subtype}_{image_id:012d}.jpg", "textvqa_json": "{image_id}.jpg",
+                    "vizwiz_json": "{image}"}
+KEYS = {
+    "vqa_json": {"root", "questions", "annotations", "images", "image_pattern", "answer_field"},
+    "textvqa_json": {"root", "annotations", "images", "image_pattern"},
+    "vizwiz_json": {"root", "annotations", "images", "image_pattern"},
+}
+REQUIRED = {"vqa_json": ("questions", "images"), "textvqa_json": ("annotations", "images"),
+            "vizwiz_json": ("annotations", "images")}
+_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+#: Largest JSON file read (VQAv2 train annotations are about 330 MB).
+MAX_JSON_BYTES = 2 << 30
+
+
+# -- config -------------------------------------------------------------------------------------
+def _expand(value: Any, key: str, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise DataError(f"{where}: config.{key} must be a non-empty path string, got {value!r}")
+    unset = [m.group(1) for m in _VAR.finditer(value) if m.group(1) not in os.environ]
+    if unset:
+        raise DataError(f"{where}: config.{key} {value!r}: environment variable {unset[0]} is not set")
+    return os.path.expanduser(os.path.expandvars(value))
+
+
+def _paths(config: Mapping[str, Any], builder: str) -> dict[str, Path]:
+    where = f"dataset builder {builder!r}"
+    unknown = sorted(set(config) - KEYS[builder])
+    if unknown:
+        raise DataError(f"{where}: unknown config key(s) {', '.join(map(repr, unknown))}; allowed: "
+                        f"{', '.join(sorted(KEYS[builder]))}")
+    missing = [key for key in REQUIRED[builder] if key not in config]
+    if missing:
+        raise DataError(f"{where}: config.{missing[0]} is required (keys: {', '.join(sorted(KEYS[builder]))})")
+    root = None
+    if "root" in config:
+        root = Path(_expand(config["root"], "root", where))
+        if not root.is_absolute():
+            raise DataError(f"{where}: config.root {config['root']!r} must be an absolute path (after ~ and ${{VAR}})")
+        if not root.is_dir():
+            raise DataError(f"{where}: config.root: {str(root)!r} is not a folder")
+    paths = {}
+    for key in ("questions", "annotations", "images"):
+        if key not in config:
+            continue
+        path = Path(_expand(config[key], key, where))
+        if not path.is_absolute():
+            if root is None:
+                raise DataError(f"{where}: config.{key} {config[key]!r} is relative: builder paths are not read "
+                                "relative to the task spec; give an absolute path, ~, ${VAR}, or config.root")
+            path = root / path
+        if key == "images" and not path.is_dir():
+            raise DataError(f"{where}: config.images: {str(path)!r} is not a folder")
+        if key != "images" and not path.is_file():
+            raise DataError(f"{where}: config.{key}: {str(path)!r} does not exist or is not a file")
+        paths[key] = path
+    return paths
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise DataError(f"{what} {str(path)!r} is larger than {MAX_JSON_BYTES} bytes")
+        with open(path, "rb") as handle:
+            return json.loads(handle.read())
+    except OSError as exc:
+        raise DataError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise DataError(f"{what} {str(path)!r} is not valid JSON: {str(exc).splitlines()[0]}") from None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _entries(doc: Any, key: str | None, what: str, path: Path) -> list[dict[str, Any]]:
+    """The list of objects under ``key`` (or the document itself when ``key`` is None)."""
+    entries = doc if key is None else (doc.get(key) if isinstance(doc, dict) else None)
+    shape = "a JSON list" if key is None else f"a JSON object with a list {key!r}"
+    if not isinstance(entries, list):
+        raise DataError(f"{what} {str(path)!r} is not {shape}")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise DataError(f"{what} {str(path)!r}: entry {i} is {type(entry).__name__}, not an object")
+    return entries
+
+
+def _field(entry: dict[str, Any], name: str, check: Callable[[Any], bool], kind: str, what: str, path: Path,
+           label: str) -> Any:
+    value = entry.get(name)
+    if not check(value):
+        raise DataError(f"{what} {str(path)!r}: {label}: {name!r} must be {kind}, got {value!r}")
+    return value
+
+
+def _answers(entry: dict[str, Any], field: str, what: str, path: Path, label: str) -> list[str]:
+    raw = entry.get("answers")
+    if not isinstance(raw, list):
+        raise DataError(f"{what} {str(path)!r}: {label}: 'answers' must be a list, got {raw!r}")
+    out = []
+    for answer in raw:
+        value = answer.get(field) if isinstance(answer, dict) else answer
+        if not isinstance(value, str):
+            raise DataError(f"{what} {str(path)!r}: {label}: every answer must be a string "
+                            f"(field {field!r}), got {answer!r}")
+        out.append(value)
+    return out
+
+
+# -- images and identity ------------------------------------------------------------------------
+def _image_names(rows: list[dict[str, Any]], pattern: str, fields: Mapping[str, Any], where: str) -> list[str]:
+    names = []
+    for row in rows:
+        try:
+            name = pattern.format(**fields, **row)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise DataError(f"{where}: config.image_pattern {pattern!r} cannot be filled for question "
+                            f"{row.get('question_id')}: {type(exc).__name__}: {exc} (fields: "
+                            f"{', '.join(sorted({*fields, *row}))})") from None
+        if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise DataError(f"{where}: config.image_pattern {pattern!r} gives {name!r}, not a file name in the folder")
+        names.append(name)
+    return names
+
+
+def _check_images(folder: Path, names: list[str], ids: list[int], where: str) -> list[Path]:
+    present: dict[Path, set[str]] = {}
+    paths, missing = [], []
+    for name, question in zip(names, ids):
+        path = folder / name
+        parent = path.parent
+        if parent not in present:
+            try:
+                present[parent] = {entry.name for entry in os.scandir(parent) if entry.is_file()}
+            except OSError:
+                present[parent] = set()
+        if path.name not in present[parent]:
+            missing.append((question, name))
+        paths.append(path)
+    if missing:
+        question, name = missing[0]
+        raise DataError(f"{where}: {len(missing)} of {len(names)} questions have no image in {str(folder)!r} "
+                        f"(first: question {question}, image {name!r})")
+    return paths
+
+
+def _digest_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class _Digests:
+    """sha256 of files, remembered by (path, size, mtime, ctime, inode) under the cache root."""
+
+    def __init__(self, execution: ExecutionConfig | None) -> None:
+        use = execution is not None and getattr(execution, "cache", False)
+        self.file = Path(execution.root) / "vqa" / "digests.json" if use else None
+        self.known: dict[str, str] = {}
+        self.changed = False
+        if self.file is not None and self.file.is_file():
+            try:
+                loaded = json.loads(self.file.read_text())
+                if isinstance(loaded, dict):
+                    self.known = {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, str)}
+            except (OSError, ValueError):
+                self.known = {}
+
+    def __call__(self, path: Path) -> str:
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            raise DataError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+        key = f"{os.path.abspath(path)}|{info.st_size}|{info.st_mtime_ns}|{info.st_ctime_ns}|{info.st_ino}"
+        if key not in self.known:
+            try:
+                self.known[key] = _digest_file(path)
+            except OSError as exc:
+                raise DataError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+            self.changed = True
+        return self.known[key]
+
+    def save(self) -> None:
+        if self.file is None or not self.changed:
+            return
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.file, json.dumps(self.known, sort_keys=True))
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+
+
+def _dataset(builder: str, columns: dict[str, list[Any]], image_paths: list[Path], sources: list[Path],
+             pattern: str, split: str, execution: ExecutionConfig | None) -> datasets.Dataset:
+    import datasets
+
+    digests = _Digests(execution)
+    identity = hashlib.sha256(json.dumps({"builder": builder, "version": VERSION, "pattern": pattern},
+                                         sort_keys=True).encode())
+    for source in sources:
+        identity.update(f"file {source.name} {digests(source)}\n".encode())
+    for path in image_paths:
+        identity.update(f"image {path.name} {digests(path)}\n".encode())
+    digests.save()
+    feats: dict[str, Any] = {"id": datasets.Value("string"), "image": datasets.Image(),
+                             "image_id": datasets.Value("string") if builder != "vqa_json" else datasets.Value("int64"),
+                             "question_id": datasets.Value("int64"), "question": datasets.Value("string")}
+    if "answers" in columns:
+        feats["answers"] = datasets.List(datasets.Value("string"))
+    for name in ("answer_type", "question_type", "multiple_choice_answer"):
+        if name in columns:
+            feats[name] = datasets.Value("string")
+    features = datasets.Features(feats)
+    columns = {"id": [str(q) for q in columns["question_id"]],
+               "image": [{"path": str(p), "bytes": None} for p in image_paths], **columns}
+    data = datasets.Dataset.from_dict({name: columns[name] for name in features}, features=features, split=split)
+    data._fingerprint = identity.hexdigest()[:32]
+    return data
+
+
+def _check_unique(ids: list[int], what: str, path: Path) -> None:
+    seen: set[int] = set()
+    for question in ids:
+        if question in seen:
+            raise DataError(f"{what} {str(path)!r}: question id {question} appears more than once")
+        seen.add(question)
+
+
+# -- the builders -------------------------------------------------------------------------------
+def build_vqa_json(config: Mapping[str, Any] | None, split: str,
+                   execution: ExecutionConfig | None = None) -> datasets.Dataset:
+    """Builder ``vqa_json`` (see the module docstring). Config: ``questions`` (required),
+    ``annotations`` (optional), ``images`` (required), ``image_pattern`` (default
+    ``COCO_{data_subtype}_{image_id:012d}.jpg``; fields: the question's keys and ``data_subtype``),
+    ``answer_field`` (``answer``, or ``raw_answer`` for OK-VQA's unstemmed answers), ``root``."""
+    config = dict(config or {})
+    where = "dataset builder 'vqa_json'"
+    paths = _paths(config, "vqa_json")
+    pattern = config.get("image_pattern", DEFAULT_PATTERNS["vqa_json"])
+    field = config.get("answer_field", "answer")
+    if not isinstance(pattern, str) or not pattern or field not in ("answer", "raw_answer"):
+        raise DataError(f"{where}: config.image_pattern must be a non-empty string and config.answer_field "
+                        f"'answer' or 'raw_answer' (got {pattern!r}, {field!r})")
+    qpath = paths["questions"]
+    qdoc = _read_json(qpath, "questions file")
+    questions = _entries(qdoc, "questions", "questions file", qpath)
+    if not questions:
+        raise DataError(f"questions file {str(qpath)!r} has no questions")
+    rows = []
+    for i, entry in enumerate(questions):
+        label = f"entry {i}"
+        rows.append({"question_id": _field(entry, "question_id", _is_int, "an integer", "questions file", qpath, label),
+                     "image_id": _field(entry, "image_id", _is_int, "an integer", "questions file", qpath, label),
+                     "question": _field(entry, "question", lambda v: isinstance(v, str), "a string",
+                                        "questions file", qpath, label)})
+    ids = [row["question_id"] for row in rows]
+    _check_unique(ids, "questions file", qpath)
+    columns: dict[str, list[Any]] = {"question_id": ids, "image_id": [r["image_id"] for r in rows],
+                                     "question": [r["question"] for r in rows]}
+    sources = [qpath]
+    if "annotations" in paths:
+        apath = paths["annotations"]
+        sources.append(apath)
+        annotations = _entries(_read_json(apath, "annotations file"), "annotations", "annotations file", apath)
+        by_id: dict[int, dict[str, Any]] = {}
+        for i, entry in enumerate(annotations):
+            question = _field(entry, "question_id", _is_int, "an integer", "annotations file", apath, f"entry {i}")
+            if question in by_id:
+                raise DataError(f"annotations file {str(apath)!r}: question id {question} is annotated more than once")
+            by_id[question] = entry
+        uncovered = [q for q in ids if q not in by_id]
+        if uncovered:
+            raise DataError(f"annotations file {str(apath)!r} covers {len(ids) - len(uncovered)} of {len(ids)} "
+                            f"questions of {str(qpath)!r} (first without annotation: question {uncovered[0]})")
+        extra = sorted(set(by_id) - set(ids))
+        if extra:
+            raise DataError(f"annotations file {str(apath)!r} annotates {len(extra)} question(s) that "
+                            f"{str(qpath)!r} does not have (first: question {extra[0]}); use the matching files")
+        for name in ("answers", "answer_type", "question_type"):
+            columns[name] = []
+        optional = ["multiple_choice_answer"] if all("multiple_choice_answer" in e for e in by_id.values()) else []
+        for name in optional:
+            columns[name] = []
+        for row in rows:
+            entry, label = by_id[row["question_id"]], f"question {row['question_id']}"
+            if entry.get("image_id", row["image_id"]) != row["image_id"]:
+                raise DataError(f"annotations file {str(apath)!r}: {label} is about image {entry.get('image_id')}, "
+                                f"the questions file says image {row['image_id']}")
+            columns["answers"].append(_answers(entry, field, "annotations file", apath, label))
+            for name in ("answer_type", "question_type", *optional):
+                columns[name].append(_field(entry, name, lambda v: isinstance(v, str), "a string",
+                                            "annotations file", apath, label))
+    subtype = qdoc.get("data_subtype")
+    fields = {"data_subtype": subtype} if isinstance(subtype, str) else {}
+    names = _image_names(rows, pattern, fields, where)
+    images = _check_images(paths["images"], names, ids, where)
+    return _dataset("vqa_json", columns, images, sources, pattern, split, execution)
+
+
+def build_textvqa_json(config: Mapping[str, Any] | None, split: str,
+                       execution: ExecutionConfig | None = None) -> datasets.Dataset:
+    """Builder ``textvqa_json``: TextVQA's ``TextVQA_0.5.1_{train,val,test}.json`` (``annotations``)
+    and its image folder (``images``; ``image_pattern`` default ``{image_id}.jpg``)."""
+    config = dict(config or {})
+    where = "dataset builder 'textvqa_json'"
+    paths = _paths(config, "textvqa_json")
+    pattern = config.get("image_pattern", DEFAULT_PATTERNS["textvqa_json"])
+    apath = paths["annotations"]
+    entries = _entries(_read_json(apath, "TextVQA file"), "data", "TextVQA file", apath)
+    if not entries:
+        raise DataError(f"TextVQA file {str(apath)!r} has no questions")
+    with_answers = sum("answers" in e for e in entries)
+    if with_answers not in (0, len(entries)):
+        raise DataError(f"TextVQA file {str(apath)!r}: {with_answers} of {len(entries)} questions have answers; "
+                        "all or none must")
+    rows, columns = [], {"question_id": [], "image_id": [], "question": []}
+    if with_answers:
+        columns["answers"] = []
+    for i, entry in enumerate(entries):
+        label = f"entry {i}"
+        row = {"question_id": _field(entry, "question_id", _is_int, "an integer", "TextVQA file", apath, label),
+               "image_id": _field(entry, "image_id", lambda v: isinstance(v, str) and v != "", "a non-empty string",
+                                  "TextVQA file", apath, label),
+               "question": _field(entry, "question", lambda v: isinstance(v, str), "a string", "TextVQA file",
+                                  apath, label)}
+        rows.append(row)
+        for key in ("question_id", "image_id", "question"):
+            columns[key].append(row[key])
+        if with_answers:
+            columns["answers"].append(_answers(entry, "answer", "TextVQA file", apath, label))
+    _check_unique(columns["question_id"], "TextVQA file", apath)
+    images = _check_images(paths["images"], _image_names(rows, pattern, {}, where), columns["question_id"], where)
+    return _dataset("textvqa_json", columns, images, [apath], pattern, split, execution)
+
+
+def build_vizwiz_json(config: Mapping[str, Any] | None, split: str,
+                      execution: ExecutionConfig | None = None) -> datasets.Dataset:
+    """Builder ``vizwiz_json``: VizWiz-VQA's ``{train,val,test}.json`` (``annotations``) and its image
+    folder (``images``; ``image_pattern`` default ``{image}``, the file's own image name). A
+    question's id is its position in the file."""
+    config = dict(config or {})
+    where = "dataset builder 'vizwiz_json'"
+    paths = _paths(config, "vizwiz_json")
+    pattern = config.get("image_pattern", DEFAULT_PATTERNS["vizwiz_json"])
+    apath = paths["annotations"]
+    entries = _entries(_read_json(apath, "VizWiz file"), None, "VizWiz file", apath)
+    if not entries:
+        raise DataError(f"VizWiz file {str(apath)!r} has no questions")
+    with_answers = sum("answers" in e for e in entries)
+    if with_answers not in (0, len(entries)):
+        raise DataError(f"VizWiz file {str(apath)!r}: {with_answers} of {len(entries)} questions have answers; "
+                        "all or none must")
+    rows, columns = [], {"question_id": [], "image_id": [], "question": []}
+    if with_answers:
+        columns["answers"], columns["answer_type"] = [], []
+    for i, entry in enumerate(entries):
+        label = f"entry {i}"
+        image = _field(entry, "image", lambda v: isinstance(v, str) and v != "", "a non-empty string",
+                       "VizWiz file", apath, label)
+        question = _field(entry, "question", lambda v: isinstance(v, str), "a string", "VizWiz file", apath, label)
+        rows.append({"question_id": i, "image": image})
+        columns["question_id"].append(i)
+        columns["image_id"].append(image)
+        columns["question"].append(question)
+        if with_answers:
+            columns["answers"].append(_answers(entry, "answer", "VizWiz file", apath, label))
+            columns["answer_type"].append(_field(entry, "answer_type", lambda v: isinstance(v, str), "a string",
+                                                 "VizWiz file", apath, label))
+    images = _check_images(paths["images"], _image_names(rows, pattern, {}, where), columns["question_id"], where)
+    return _dataset("vizwiz_json", columns, images, [apath], pattern, split, execution)
