@@ -87,7 +87,7 @@ def capabilities_of(config: dict[str, Any], name: str) -> frozenset[str]:
         return IMAGE
     raise ModelLoadError(
         f"cannot load model {name!r}: model_type {model_type or '(none)'!r} is not an image or image+text encoder "
-        "(text-only and generative models are not supported yet)")
+        "(text-only language models: use lm:ORG/REPO; multimodal LLMs and captioners: use vlm:ORG/REPO)")
 
 
 def _local_spec(path: str) -> ModelSpec:

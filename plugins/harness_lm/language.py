@@ -16,7 +16,20 @@ Pooling and Normalize (e.g. Dense) are refused rather than silently skipped.
 
 ``encode_text`` runs the whole batch it is given; on an out-of-memory error it splits it in halves
 (``harness.split_on_oom``, down to one text) and keeps the size that fitted for later batches.
-Weights load in float32 with ``trust_remote_code=False``; ``--dtype`` is the core's autocast.
+Weights load in float32 with ``trust_remote_code=False`` (``#remote_code=1`` to allow the repo's own
+code); ``--dtype`` is the core's autocast.
+
+A checkpoint with a language-model head (see :func:`harness_lm.names.lm_family`) is loaded with
+that head (``AutoModelForCausalLM`` / ``AutoModelForSeq2SeqLM``) and is also ``generate`` and
+``loglikelihood`` (:class:`LanguageModelGenerator`, mechanics in :mod:`harness_lm.generative`);
+``encode_text`` reads its base model (the encoder stack of a seq2seq LM), computing exactly what
+the headless model computes. Prompts go through the tokenizer's chat template when it has one
+(``#chat=0``: raw prompts); images in requests are dropped with their placeholders (a text-only
+LM answers blind: a language-prior baseline). Causal prompts are the tokenizer's leading special
+tokens (BOS) and the text, never a trailing EOS; an empty context is the BOS (else EOS) token.
+Seq2seq contexts are encoded with the tokenizer's special tokens (T5's ``</s>``), continuations
+without (no EOS is scored). Scoring truncates a causal context on the left to the model's
+positions.
 """
 
 from __future__ import annotations
@@ -29,17 +42,14 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from harness import (LoadContext, ModelLoadError, ModelSpec, ensure_torchvision, first_line, hub_failure,
-                     n_parameters, split_on_oom, state_fingerprint)
+from harness import (GenerationRequest, IncompatibleError, LoadContext, Loglikelihood, LoglikelihoodRequest,
+                     ModelLoadError, ModelSpec, ensure_torchvision, first_line, hub_failure, n_parameters,
+                     split_on_oom, state_fingerprint)
 
 from . import names, pooling
-
-#: Model types that are encoder-only (bidirectional): mean pooling, right padding.
-ENCODER_TYPES = frozenset({
-    "bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2", "mpnet",
-    "camembert", "modernbert", "ernie", "nomic_bert", "mobilebert", "xlm", "flaubert", "funnel", "longformer",
-    "big_bird", "rembert", "roformer", "xmod", "esm", "luke", "megatron-bert", "squeezebert",
-})
+from .generative import (GenerativeBase, check_left_padded, continuation_tokens, drop_placeholders, eos_ids,
+                         quiet_progress, right_pad, scored_pair, summed, template_id)
+from .names import ENCODER_TYPES
 _ST_SUPPORTED = ("Transformer", "Pooling", "Normalize")
 MAX_LENGTH_CAP = 512
 
@@ -175,6 +185,115 @@ class LanguageModelEncoder:
         return {"revision": self.revision, "fingerprint": self._fingerprint, "n_parameters": n_parameters(self.model)}
 
 
+class LanguageModelGenerator(LanguageModelEncoder, GenerativeBase):
+    """A transformers LM with its head (``family``: ``causal`` or ``seq2seq``): ``text_embed`` as
+    :class:`LanguageModelEncoder` over its base model, plus ``generate`` and ``loglikelihood``."""
+
+    def __init__(self, lm: Any, tokenizer: Any, recipe: Recipe, revision: str | None, device: str, family: str,
+                 chat: bool, name: str) -> None:
+        self.lm, self.family, self.name = lm, family, name
+        base = lm.get_encoder() if family == "seq2seq" else lm.base_model
+        super().__init__(base, tokenizer, recipe, revision, device)
+        template = getattr(tokenizer, "chat_template", None) if chat else None
+        self._template = template or None
+        self.chat_template = template_id(self._template)
+        self.eos_ids = eos_ids(lm, tokenizer)
+        self.pad_id = int(tokenizer.pad_token_id)
+        config = lm.config
+        self.max_positions = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        # the special tokens the tokenizer puts before a text (BOS), found on a probe
+        plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+        full = tokenizer("a")["input_ids"]
+        start = next((k for k in range(len(full)) if full[k:k + len(plain)] == plain), 0)
+        self._prefix = list(full[:start])
+        first = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        self._empty = [int(first)] if first is not None else [self.pad_id]
+        self._decoder_start = getattr(lm.generation_config, "decoder_start_token_id", None)
+        if self._decoder_start is None:
+            self._decoder_start = getattr(config, "decoder_start_token_id", None)
+        if self._decoder_start is None:
+            self._decoder_start = self.pad_id
+
+    # prompts
+    def _text(self, prompt: str) -> str:
+        """The user's text as the model reads it: placeholders dropped, in the chat template if any."""
+        text = drop_placeholders(prompt)
+        if self._template:
+            text = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                                      tokenize=False)
+        return text
+
+    def _encode(self, text: str) -> list[int]:
+        """Token ids of a prompt (see the module docstring)."""
+        if self.family == "seq2seq":
+            return list(self.tokenizer(text)["input_ids"])
+        plain = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        bos = self.tokenizer.bos_token
+        if self._template and bos and text.startswith(bos):
+            return plain  # the template wrote the BOS itself
+        return (self._prefix + plain) or list(self._empty)
+
+    # generation
+    def _generate_ids(self, requests: list[GenerationRequest], kwargs: dict[str, Any]) -> list[list[int]]:
+        rows = [self._encode(self._text(request.prompt)) for request in requests]
+        if self.family == "seq2seq":
+            ids, mask = right_pad(rows, self.pad_id)
+        else:
+            batch = self.tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt")
+            ids, mask = batch["input_ids"], batch["attention_mask"]
+            check_left_padded(mask, f"model {self.name!r}")
+        out = self.lm.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                               pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids) or None, **kwargs)
+        skip = 1 if self.family == "seq2seq" else ids.shape[1]  # the decoder start token / the prompt
+        return [row[skip:].tolist() for row in out]
+
+    # scoring
+    def _score(self, requests: list[LoglikelihoodRequest]) -> list[Loglikelihood]:
+        if self.family == "seq2seq":
+            return self._score_seq2seq(requests)
+        rows, starts = [], []
+        for request in requests:
+            context, continuation = scored_pair(request.context, request.continuation, self._text)
+            context_ids = self._encode(context)
+            whole = self._encode(context + continuation) if continuation else context_ids
+            tokens = continuation_tokens(context_ids, whole, lambda: self._alone(continuation))
+            ids = context_ids + tokens
+            if self.max_positions and len(ids) > self.max_positions:
+                if len(tokens) >= self.max_positions:
+                    raise IncompatibleError(f"model {self.name!r}: a continuation of {len(tokens)} tokens does not "
+                                            f"fit its {self.max_positions} positions")
+                ids = ids[-self.max_positions:]
+            rows.append(ids)
+            starts.append(len(ids) - len(tokens))
+        ids, mask = right_pad(rows, self.pad_id)
+        logits = self.lm(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        return [summed(logits[b, start - 1:len(row) - 1], row[start:])
+                for b, (row, start) in enumerate(zip(rows, starts))]
+
+    def _score_seq2seq(self, requests: list[LoglikelihoodRequest]) -> list[Loglikelihood]:
+        contexts, targets = [], []
+        for request in requests:
+            context, continuation = scored_pair(request.context, request.continuation, self._text)
+            contexts.append(self._encode(context))
+            targets.append(self._alone(continuation))
+        ids, mask = right_pad(contexts, self.pad_id)
+        decoder_ids, decoder_mask = right_pad([[self._decoder_start] + t[:-1] for t in targets], self.pad_id)
+        logits = self.lm(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                         decoder_input_ids=decoder_ids.to(self.device),
+                         decoder_attention_mask=decoder_mask.to(self.device)).logits
+        return [summed(logits[b, :len(t)], t) for b, t in enumerate(targets)]
+
+    def _alone(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
+
+    def provenance(self) -> dict[str, Any]:
+        """Fingerprint over the whole model, head included; the chat template's id."""
+        if self._fingerprint is None:
+            self._fingerprint = state_fingerprint(self.lm)
+        return {"revision": self.revision, "fingerprint": self._fingerprint, "n_parameters": n_parameters(self.lm),
+                "chat_template": self.chat_template}
+
+
 def _source(spec: ModelSpec) -> tuple[str, str | None]:
     """(directory or hub id, revision to record) of a spec."""
     if spec.args.get("bundled"):
@@ -192,20 +311,22 @@ def _source(spec: ModelSpec) -> tuple[str, str | None]:
 def _load_model(path: str, kwargs: dict[str, Any], family: str) -> Any:
     """The base model (no LM head); the encoder stack of encoder-decoders. No progress bar off a terminal."""
     import transformers
-    from transformers.utils import logging as hf_logging
 
-    quiet = not sys.stderr.isatty() and hf_logging.is_progress_bar_enabled()
-    if quiet:
-        hf_logging.disable_progress_bar()
-    try:
+    with quiet_progress():
         try:
             model = transformers.AutoModel.from_pretrained(path, **kwargs)
         except ValueError:  # a config AutoModel does not map: the causal-LM class, its base model
             model = transformers.AutoModelForCausalLM.from_pretrained(path, **kwargs).base_model
-    finally:
-        if quiet:
-            hf_logging.enable_progress_bar()
     return model.get_encoder() if family == "encoder-decoder" else model
+
+
+def _load_lm(path: str, kwargs: dict[str, Any], head: str) -> Any:
+    """The model with its language-model head (``causal`` or ``seq2seq``)."""
+    import transformers
+
+    auto = transformers.AutoModelForSeq2SeqLM if head == "seq2seq" else transformers.AutoModelForCausalLM
+    with quiet_progress():
+        return auto.from_pretrained(path, **kwargs)
 
 
 def load(spec: ModelSpec, ctx: LoadContext) -> LanguageModelEncoder:
@@ -216,7 +337,8 @@ def load(spec: ModelSpec, ctx: LoadContext) -> LanguageModelEncoder:
 
     path, revision = _source(spec)
     hub = bool(spec.args.get("hub"))
-    kwargs: dict[str, Any] = {"trust_remote_code": False}
+    options = dict(spec.args.get("options", {}))
+    kwargs: dict[str, Any] = {"trust_remote_code": bool(options.get("remote_code", 0))}
     if hub and spec.revision:
         kwargs["revision"] = spec.revision
     try:
@@ -226,17 +348,33 @@ def load(spec: ModelSpec, ctx: LoadContext) -> LanguageModelEncoder:
         family = family_of(config)
         tokenizer_kwargs = dict(kwargs, padding_side="left") if family == "decoder" else kwargs
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, **tokenizer_kwargs)
+        if family == "decoder" and tokenizer.padding_side != "left":
+            tokenizer.padding_side = "left"  # a tokenizer saved padding right is fixed, never trusted
         if tokenizer.pad_token is None:
             if tokenizer.eos_token is None:
-                raise ModelLoadError(f"cannot load model {spec.name!r}: its tokenizer has neither a pad nor an EOS token")
+                raise ModelLoadError(f"cannot load model {spec.name!r}: its tokenizer has neither a pad nor an EOS "
+                                     "token")
             tokenizer.pad_token = tokenizer.eos_token
-        recipe = recipe_for(config, dict(spec.args.get("options", {})), st, tokenizer)
-        model = _load_model(model_dir, dict(kwargs, dtype=torch.float32), family).to(ctx.device).eval()
-        model.requires_grad_(False)
+        recipe = recipe_for(config, options, st, tokenizer)
+        generative = "generate" in spec.capabilities or "loglikelihood" in spec.capabilities
+        head = names.lm_family(config.to_dict()) if generative else None
+        if generative and head is None:
+            raise ModelLoadError(f"cannot load model {spec.name!r}: it was resolved as a generative language model, "
+                                 "but its config names no causal or seq2seq LM head")
+        if head:
+            lm = _load_lm(model_dir, dict(kwargs, dtype=torch.float32), head).to(ctx.device).eval()
+            lm.requires_grad_(False)
+            model = lm.get_encoder() if head == "seq2seq" else lm.base_model
+        else:
+            model = _load_model(model_dir, dict(kwargs, dtype=torch.float32), family).to(ctx.device).eval()
+            model.requires_grad_(False)
         layers = getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None)
         if layers is not None and not -(layers + 1) <= recipe.layer <= layers:
             raise ModelLoadError(f"cannot load model {spec.name!r}: layer={recipe.layer} outside "
                                  f"[-{layers + 1}, {layers}] ({layers} layers + embeddings)")
+        if head:
+            return LanguageModelGenerator(lm, tokenizer, recipe, revision, ctx.device, head,
+                                          chat=bool(options.get("chat", 1)), name=spec.name)
         return LanguageModelEncoder(model, tokenizer, recipe, revision, ctx.device)
     except ModelLoadError:
         raise
