@@ -12,6 +12,9 @@
 #   sharelock       issue 4: ShareLock training at paper scale: 50 timed steps x 3, projection, then the
 #                   full 5000-step schedule measured when projected under $BUDGET s (default 540)
 #   sharelock-bf16  the same with precision bf16-mixed (bf16 autocast; float32 weights and Adam)
+#   generation      issue 10: a LLaVA-1.5-7B-shaped VLM (random weights, bf16 autocast) answering 256
+#                   questions about images: harness generation engine vs a direct model.generate loop,
+#                   questions/s and tokens/s, the ratio (goal <= 1.10)
 #
 # Each step is bounded by `timeout` (590 s), so any one fits a 10-minute command. Output goes to
 # the terminal and to $OUT/gpu-bench.log ($OUT unset: /tmp/gpu-bench.log). Models and JPEGs are
@@ -31,9 +34,11 @@ export HARNESS_CACHE_DIR=${HARNESS_CACHE_DIR:-/tmp/harness-gpu-bench}
 
 if [ -n "${TINY:-}" ]; then  # a check of this script on a CPU: the same steps with tiny models and data
   DEVICE=cpu VIT_B=ViT-S-16 VIT_L=ViT-S-32 DINOV2=ViT-S-14 TEXT=(--tiny --texts 64 --batch-size 16) SHARELOCK=(--tiny)
+  GENERATION=(--size tiny --requests 16 --batch-size 4 --repeats 1)
   IMAGES=(--device cpu --dtype bf16 --jpegs 48 --batch-size auto --repeats 1)
 elif "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
   DEVICE=cuda VIT_B=ViT-B-16 VIT_L=ViT-L-14 DINOV2=ViT-L-14 TEXT=(--texts 8192 --batch-size 256) SHARELOCK=()
+  GENERATION=(--size llava7b --requests 256 --batch-size 16 --dtype bf16 --repeats 2)
   IMAGES=(--device cuda --dtype bf16 --jpegs 20000 --batch-size auto --repeats 3)
 else
   version=$("$PY" -c 'import torch; print("torch", torch.__version__)' 2>&1 | tail -1)
@@ -53,12 +58,13 @@ step() {
     sharelock) "${RUN[@]}" bench/sharelock_train.py --device "$DEVICE" --repeats 3 --full --budget "$BUDGET" "${SHARELOCK[@]}" ;;
     sharelock-bf16) "${RUN[@]}" bench/sharelock_train.py --device "$DEVICE" --repeats 3 --precision bf16-mixed --full \
                       --budget "$BUDGET" "${SHARELOCK[@]}" ;;
-    *) echo "bench/gpu.sh: unknown step '$1' (vitb16 vitl14 workers dinov2 llm sharelock sharelock-bf16)"; return 2 ;;
+    generation) "${RUN[@]}" bench/generation.py --device "$DEVICE" "${GENERATION[@]}" ;;
+    *) echo "bench/gpu.sh: unknown step '$1' (vitb16 vitl14 workers dinov2 llm sharelock sharelock-bf16 generation)"; return 2 ;;
   esac
 }
 
 STEPS=("$@")
-[ ${#STEPS[@]} -gt 0 ] || STEPS=(vitb16 vitl14 workers dinov2 llm sharelock sharelock-bf16)
+[ ${#STEPS[@]} -gt 0 ] || STEPS=(vitb16 vitl14 workers dinov2 llm sharelock sharelock-bf16 generation)
 {
   echo "== bench/gpu.sh ${STEPS[*]}: $(date -u +%FT%TZ), git $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cpus," \
        "$("$PY" -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())')"
