@@ -549,3 +549,42 @@ def test_bad_inputs_are_one_line_with_nothing_written(capsys, tmp_path: Path, mo
     # not a result at all
     code, _, err = cli(capsys, "vqa-submission", str(tmp_path / "nope.json"), "-o", str(submission))
     assert code == 2 and len(err.strip().splitlines()) == 1 and not submission.exists()
+
+
+def test_a_model_without_generate_is_refused_at_plan_time(capsys, tmp_path: Path) -> None:  # noqa: ANN001
+    from harness.cli import main
+
+    code = main(["run", "--model", "hashbow:8", "--task", "scenes_vqa", "--output-dir", str(tmp_path / "out"),
+                 "--cache-dir", str(tmp_path / "cache")])
+    one_line_error(code, capsys.readouterr().err, "needs ['generate']", tmp_path / "out")
+    assert not (tmp_path / "cache").exists()  # refused before any data or model loaded
+
+
+def test_a_tiny_llava_end_to_end_on_the_scenes_vqa_set(capsys, tmp_path: Path) -> None:  # noqa: ANN001
+    """A LLaVA built from configs, loaded by its harness name: a valid result with records, a leaderboard
+    row, and rescoring in other modes from the records alone."""
+    from generative_fixtures import build_llava
+
+    from harness import ensure_torchvision
+    from harness.cli import main
+    from harness.records import read_records
+    from harness.result import read_result
+
+    ensure_torchvision()
+    model = f"vlm:{build_llava(tmp_path / 'llava')}"
+    assert main(["run", "--quiet", "--model", model, "--task", "scenes_vqa", "--limit", "6",
+                 "--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    path = Path(capsys.readouterr().out.strip())
+    doc = read_result(path)
+    assert doc["model"]["capabilities"] == ["generate", "image_tokens", "loglikelihood"]
+    records = read_records(path, doc)
+    assert len(records) == 6 and all(r["fields"]["prompts"].endswith("single word or phrase.") for r in records)
+    assert set(doc["metrics"]["vqa_accuracy"]["breakdown"]) == {"answer_type", "question_type"}
+    assert main(["leaderboard", str(tmp_path / "out"), "-o", str(tmp_path / "board.md")]) == 0
+    capsys.readouterr()
+    board = (tmp_path / "board.md").read_text()
+    assert "## vqa" in board and "vlm:" in board
+    for mode in ("vqa_accuracy_evalai", "vqa_accuracy_gvt"):
+        assert main(["rescore", str(path), "--metric", mode, "--output-dir", str(tmp_path / mode)]) == 0
+        rescored = read_result(Path(capsys.readouterr().out.strip()))
+        assert rescored["main_score"]["name"] == mode and rescored["rescored"]["from"] == path.name
