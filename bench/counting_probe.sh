@@ -17,12 +17,11 @@ PY=${PYTHON:-.venv/bin/python}
 OUT=${1:-/tmp/counting-probe}
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export HARNESS_CACHE_DIR=${HARNESS_CACHE_DIR:-/tmp/counting-probe-cache}
-# harness_counting from plugins/ until pyproject.toml declares it (then `-p harness_counting` is a no-op);
-# the colour histogram from the example package, without installing it.
-export PYTHONPATH="plugins:examples/harness-colorhist${PYTHONPATH:+:$PYTHONPATH}"
+# The colour histogram from the example package, without installing it.
+export PYTHONPATH="examples/harness-colorhist${PYTHONPATH:+:$PYTHONPATH}"
 
 rm -rf "$OUT"
-time "$PY" -m harness -p harness_counting -p harness_colorhist run --quiet --output-dir "$OUT" \
+time "$PY" -m harness -p harness_colorhist run --quiet --output-dir "$OUT" \
   --model torchvision:mobilenet_v2 --model torchvision:mobilenet_v2/random --model colorhist:rgb-8 \
   --task counting_scenes_total_probe --task counting_scenes_stars_probe --task counting_scenes_stars_probe_logistic
 

@@ -50,6 +50,8 @@ split as an image folder or a ``save_to_disk`` folder.
 
 The builder ``scenes_vqa`` (:mod:`harness_scenes.vqa`) asks one question per scene (colour, shape,
 count, presence) with ten simulated human answers, in the columns the VQA task kind reads.
+The builder ``scenes_counting`` (:mod:`harness_scenes.counting`) asks counting or yes/no
+identification questions in GVTBench's shape, for the counting task kinds.
 """
 
 from __future__ import annotations
@@ -73,5 +75,12 @@ def harness_register_datasets() -> list[DatasetSpec]:
             version="1",
             description="questions about the scenes (colour, shape, count, presence), ten simulated human "
             "answers each, in VQA format (offline, deterministic)",
+        ),
+        DatasetSpec(
+            "scenes_counting",
+            "harness_scenes.counting:build",
+            version="1",
+            description="counting (config task: count) or yes/no identification (task: identify) questions about "
+            "the scenes in GVTBench's shape, varied phrasing (offline, deterministic)",
         ),
     ]
