@@ -81,7 +81,7 @@ class Generations:
         keys = [request_key("generate", {"prompt": r.prompt, "settings": r.settings()}, r.images) for r in requests]
         answers = self._answer(requests, keys, "generate", lambda r: json.dumps(r.settings(), sort_keys=True),
                                lambda r: len(r.prompt))
-        return [Generation(text=cut_at_stop(a["text"], r.stop), n_tokens=a.get("n_tokens"))
+        return [Generation(text=cut_at_stop(a["text"], r.stop), n_tokens=a.get("n_tokens"), details=a.get("details"))
                 for r, a in zip(requests, answers)]
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], where: str = "task") -> list[Loglikelihood]:
@@ -187,5 +187,10 @@ class Generations:
             if not isinstance(answer, expected) or (method == "generate" and not isinstance(answer.text, str)):
                 raise PluginError(f"model {self.name!r}: {method} returned {type(answer).__name__}; "
                                   f"expected {expected.__name__} objects")
-            out.append({f.name: getattr(answer, f.name) for f in fields(answer)})
+            entry = {f.name: getattr(answer, f.name) for f in fields(answer)}
+            try:
+                json.dumps(entry, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise PluginError(f"model {self.name!r}: {method} returned an answer that is not JSON ({exc})") from None
+            out.append(entry)
         return out

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .errors import IncompatibleError
 from .models import LoadContext, build_model
@@ -66,6 +66,8 @@ class LoadedModel:
     load_s: float
     channels_last: bool = False
     """Whether its convolutional modules were converted to channels_last (on CUDA)."""
+    parts: tuple[dict[str, Any], ...] = ()
+    """Records of the models it was built from (composite models: :meth:`harness.LoadContext.part`)."""
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -119,6 +121,35 @@ class LoadedModel:
                 "execution": {"channels_last": self.channels_last, "attention": attention_kernel(self.model, device)}}
 
 
+@dataclass(frozen=True)
+class Part:
+    """A model inside a composite one: its model, text features (cached), features of PIL images, and
+    generation (cached per request under its own identity)."""
+
+    name: str
+    model: Any
+    _features: Features = field(repr=False)
+    _generations: Generations = field(repr=False)
+    record: dict[str, Any] = field(repr=False)
+
+    def texts(self, strings: Sequence[str]) -> Any:
+        """``(N, D)`` float32 text features (feature store: computed once per text)."""
+        return self._features.texts(list(strings), where=f"part {self.name}")
+
+    def images(self, images: Sequence[Any]) -> Any:
+        """``(N, D)`` float32 features of PIL images (not cached: they have no dataset identity)."""
+        import datasets
+
+        data = datasets.Dataset.from_dict({"image": list(images)}, features=datasets.Features({"image": datasets.Image()}))
+        return self._features.images(data, "image", where=f"part {self.name}")
+
+    def generate(self, requests: Sequence[Any]) -> list[Any]:
+        return self._generations.generate(requests, where=f"part {self.name}")
+
+    def loglikelihood(self, requests: Sequence[Any]) -> list[Any]:
+        return self._generations.loglikelihood(requests, where=f"part {self.name}")
+
+
 @dataclass
 class ModelLoader:
     """Loads models of one run (see the module docstring)."""
@@ -147,7 +178,18 @@ class ModelLoader:
             from .hardware import use_channels_last
 
             start = time.perf_counter()
-            model = build_model(spec, LoadContext(execution, self))
+            ctx = LoadContext(execution, self)
+            model = build_model(spec, ctx)
             channels_last = use_channels_last(model, self.execution.device)
-            self._loaded[cache_key] = LoadedModel(spec, plugin, model, time.perf_counter() - start, channels_last)
+            self._loaded[cache_key] = LoadedModel(spec, plugin, model, time.perf_counter() - start, channels_last,
+                                                  tuple(ctx.parts))
         return self._loaded[cache_key]
+
+    def part(self, name: str, capability: str, role: str, execution: ExecutionConfig) -> Part:
+        """A model loaded as a part of another (see :meth:`harness.LoadContext.part`)."""
+        from .processgroup import ProcessGroup
+
+        loaded = self.load(name, capability)
+        features = loaded.features(execution, self.registries, ProcessGroup())
+        return Part(loaded.spec.name, loaded.model, features, loaded.generations(execution, self.registries, ProcessGroup()),
+                    loaded.record(role, execution.device))

@@ -110,10 +110,14 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class Generation:
-    """A model's answer to one :class:`GenerationRequest` (``text`` with any stop string cut)."""
+    """A model's answer to one :class:`GenerationRequest` (``text`` with any stop string cut).
+    ``details``: optional JSON-able facts behind the answer (a composite model's intermediate outputs,
+    e.g. LENS's tags and captions), cached with the answer and kept in the per-sample records by
+    kinds that keep them."""
 
     text: str
     n_tokens: int | None = None
+    details: Mapping[str, Any] | None = None
 
 
 @runtime_checkable
@@ -171,6 +175,8 @@ class LoadContext:
 
     execution: ExecutionConfig
     loader: Any = field(default=None, compare=False, repr=False)
+    parts: list[dict[str, Any]] = field(default_factory=list, compare=False, repr=False)
+    """Records of the parts loaded with :meth:`part` (filled while the factory runs)."""
 
     @property
     def device(self) -> str:
@@ -183,6 +189,20 @@ class LoadContext:
     @property
     def seed(self) -> int:
         return self.execution.seed
+
+    def part(self, name: str, capability: str, role: str) -> Any:
+        """Another model as a part of this one (a composite such as LENS): a handle with ``.model``,
+        ``.generate`` / ``.loglikelihood`` (through the generation engine: batched and cached in the
+        response store under the part's own identity), ``.texts`` (text features, cached in the
+        feature store) and ``.images`` (features of PIL images, not cached). The part is recorded in
+        every result of this model (``auxiliary_models``, with ``role``)."""
+        if self.loader is None:
+            from .errors import UsageError
+
+            raise UsageError(f"model {name!r} is needed, but this load context has no loader (built outside a run)")
+        part = self.loader.part(name, capability, role, self.execution)
+        self.parts.append(part.record)
+        return part
 
     def model(self, name: str, capability: str, seed: int | None = None) -> Any:
         """The model ``name`` (which must declare ``capability``), loaded once per run with the run's

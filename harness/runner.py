@@ -238,7 +238,7 @@ def evaluate_task(config: RunConfig, loaded: LoadedModel, loader: ModelLoader, t
     doc = _document(config, loaded, registries, (spec, task.plugin), task.whole, task.evaluated, features,
                     counters or [], times, metrics, group.world_size)
     text = records_text(_records(ctx, samples, arrays, kind.records))
-    doc = dict(doc, auxiliary_models=ctx.used_models)
+    doc = dict(doc, auxiliary_models=[*loaded.parts, *ctx.used_models])
     doc["records"] = {"file": records_path(Path(result_name(doc))).name, "sha256": records_digest(text),
                       "n": text.count("\n")}
     return doc, text
