@@ -164,6 +164,10 @@ class TaskContext:
         """Log-likelihoods under the model under test (see :meth:`ModelFeatures.loglikelihood`)."""
         return self.features.loglikelihood(requests)
 
+    def choose(self, context: str, choices: Sequence[str], images: Sequence[Any] = ()) -> tuple[int, int]:
+        """Multiple choice under the model under test (see :meth:`ModelFeatures.choose`)."""
+        return self.features.choose(context, choices, images)
+
     @property
     def features(self) -> ModelFeatures:
         """The model under test."""

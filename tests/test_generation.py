@@ -311,3 +311,20 @@ def test_two_gloo_ranks_share_the_requests_and_equal_one_process(genplugin: Path
     assert read_result(two)["execution"]["world_size"] == 2
     assert two.with_name(two.name.replace(".json", ".samples.jsonl")).read_text() == \
         one.with_name(one.name.replace(".json", ".samples.jsonl")).read_text()
+
+
+def test_choose_ranks_choices_by_summed_and_per_token_loglikelihood() -> None:
+    from harness import Loglikelihood
+    from harness.testing import task_context
+
+    class Scorer:
+        """log p: -1 per token, except 'a b c d' (-2 in all, the best per token, not in sum)."""
+
+        def loglikelihood(self, requests):  # noqa: ANN001, ANN202
+            return [Loglikelihood(-2.0 if r.continuation == "a b c d" else -float(len(r.continuation.split())),
+                                  len(r.continuation.split()), False) for r in requests]
+
+    model = tiny_model({"image_embed"})
+    model.loglikelihood = Scorer().loglikelihood
+    ctx = task_context({"x": [1]}, {}, model=model)
+    assert ctx.choose("Q:", ["z", "a b c d", "x y"]) == (0, 1)  # raw sum: "z" (-1); per token: "a b c d" (-0.5)
