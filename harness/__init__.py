@@ -44,6 +44,7 @@ _EXPORTS = {
     "runner": ("RunConfig",),
     "atomicfile": ("write_bytes_atomic", "write_text_atomic"),
     "yamlfile": ("read_yaml_file",),
+    "contenthash": ("FileDigests",),
     # loading helpers for model plugins
     "hub": ("cached_commit", "first_line", "hub_failure"),
     "torchcompat": ("ensure_torchvision",),

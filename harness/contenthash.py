@@ -101,6 +101,12 @@ class DigestCache:
             "WHERE path = ? OR (path >= ? AND path < ?)", (root, root + "/", root + "0"))  # '0' follows '/'
         return {row[0]: (tuple(row[1:6]), row[6]) for row in rows}
 
+    def get(self, path: str) -> tuple[tuple[int, ...], str] | None:
+        """``(key, digest)`` remembered for the file ``path``, or None."""
+        row = self._db.execute("SELECT size, mtime_ns, ctime_ns, inode, device, sha256 FROM digests WHERE path = ?",
+                               (path,)).fetchone()
+        return None if row is None else (tuple(row[:5]), row[5])
+
     def remember(self, entries: list[tuple[_File, str]], gone: list[str] = ()) -> None:
         """Store ``entries`` and forget the files ``gone`` (remembered under the root, no longer there)."""
         with self._db:
@@ -168,3 +174,55 @@ def content_fingerprint(path: Path | str, loader: str, cache_root: Path | None =
     for f in files:
         total.update(f"{f.relative}\0{f.key[0]}\0{digests[f.path]}\n".encode("utf-8", "surrogateescape"))
     return total.hexdigest()
+
+
+class FileDigests:
+    """sha256 of single files (a dataset builder's JSON files and images), remembered in the same
+    digest cache as :func:`content_fingerprint` under ``execution.root`` (none with the cache off).
+    Call it per file, then :meth:`save` once. Public API (``harness.FileDigests``)."""
+
+    def __init__(self, execution: object = None) -> None:
+        root = getattr(execution, "root", None) if getattr(execution, "cache", False) else None
+        self._cache = _open_cache(Path(root)) if root is not None else None
+        self._pending: list[tuple[_File, str]] = []
+        self._started = time.time_ns()
+
+    def __call__(self, path: str | os.PathLike[str]) -> str:
+        """The sha256 of ``path`` (a one-line DataError if it cannot be read)."""
+        from .errors import DataError
+
+        try:
+            entry = _entry("", os.path.abspath(path), os.stat(path))
+            hit = self._cached(entry.path)
+            if hit is not None and hit[0] == entry.key:
+                return hit[1]
+            digest = file_digest(path)
+        except OSError as exc:
+            raise DataError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+        if max(entry.key[1], entry.key[2]) < self._started - RACY_NS:
+            self._pending.append((entry, digest))
+        return digest
+
+    def _cached(self, path: str) -> tuple[tuple[int, ...], str] | None:
+        if self._cache is None:
+            return None
+        try:
+            return self._cache.get(path)
+        except (sqlite3.Error, UnicodeError) as exc:
+            log.info("content digest cache unreadable (%s); files are hashed", exc)
+            self._cache.close()
+            self._cache = None
+            return None
+
+    def save(self) -> None:
+        """Remember the digests computed (a cache that cannot be written only costs time)."""
+        if self._cache is None:
+            return
+        try:
+            if self._pending:
+                self._cache.remember(self._pending)
+        except (sqlite3.Error, UnicodeError) as exc:
+            log.info("content digests not remembered (%s)", exc)
+        finally:
+            self._cache.close()
+            self._cache, self._pending = None, []

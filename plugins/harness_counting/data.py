@@ -42,7 +42,7 @@ environment variable, an unknown config key.
 Identity: ``dataset._fingerprint`` is ``r<first 32 hex of the records file's sha256>i<30 hex>``, the
 second part a sha256 over the builder, its version, the task/subset, the image naming and the sha256
 of every image file the rows read (digests remembered under the run's cache root,
-``<root>/counting/digests.json``, by path, size, mtime, ctime and inode), so a result names the
+``harness.FileDigests``: by path, size, mtime, ctime and inode), so a result names the
 records file it scored and edited answers or replaced images are a different dataset.
 """
 
@@ -56,7 +56,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from harness import DataError, write_text_atomic
+from harness import DataError, FileDigests
 
 from .parsing import yesno_strict
 
@@ -179,54 +179,6 @@ def _field(entry: dict[str, Any], name: str, check: Callable[[Any], bool], kind:
 
 
 # -- files and identity -------------------------------------------------------------------------
-def _digest_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class _Digests:
-    """sha256 of files, remembered by (path, size, mtime, ctime, inode) under the cache root."""
-
-    def __init__(self, execution: ExecutionConfig | None) -> None:
-        use = execution is not None and getattr(execution, "cache", False)
-        self.file = Path(execution.root) / "counting" / "digests.json" if use else None
-        self.known: dict[str, str] = {}
-        self.changed = False
-        if self.file is not None and self.file.is_file():
-            try:
-                loaded = json.loads(self.file.read_text())
-                if isinstance(loaded, dict):
-                    self.known = {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, str)}
-            except (OSError, ValueError):
-                self.known = {}
-
-    def __call__(self, path: Path) -> str:
-        try:
-            info = os.stat(path)
-        except OSError as exc:
-            raise DataError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-        key = f"{os.path.abspath(path)}|{info.st_size}|{info.st_mtime_ns}|{info.st_ctime_ns}|{info.st_ino}"
-        if key not in self.known:
-            try:
-                self.known[key] = _digest_file(path)
-            except OSError as exc:
-                raise DataError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-            self.changed = True
-        return self.known[key]
-
-    def save(self) -> None:
-        if self.file is None or not self.changed:
-            return
-        try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(self.file, json.dumps(self.known, sort_keys=True))
-        except OSError:
-            pass  # a cache that cannot be written only costs time
-
-
 def _check_name(name: str, where: str, label: str) -> str:
     if not name or PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts or "\\" in name:
         raise DataError(f"{where}: {label}: image {name!r} is not a file name inside the images folder")
@@ -255,7 +207,7 @@ def _image_paths(folder: Path, names: list[str], labels: list[str], where: str) 
 
 
 def _fingerprint(builder: str, records_sha: str, extra: Mapping[str, Any], images: list[Path],
-                 digests: _Digests) -> str:
+                 digests: FileDigests) -> str:
     identity = hashlib.sha256(json.dumps({"builder": builder, "version": VERSION, **extra}, sort_keys=True).encode())
     for path in sorted(set(images)):
         identity.update(f"image {path.name} {digests(path)}\n".encode())
@@ -263,7 +215,7 @@ def _fingerprint(builder: str, records_sha: str, extra: Mapping[str, Any], image
     return f"r{records_sha[:32]}i{identity.hexdigest()[:30]}"
 
 
-def _records_sha(path: Path, config: Mapping[str, Any], digests: _Digests, where: str) -> str:
+def _records_sha(path: Path, config: Mapping[str, Any], digests: FileDigests, where: str) -> str:
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     if not files:
         raise DataError(f"{where}: config.records: folder {str(path)!r} holds no .parquet files")
@@ -344,7 +296,7 @@ def build_gvtbench(config: Mapping[str, Any] | None, split: str,
         columns["count"].append(count)
     images = _image_paths(paths["images"], names, [f"record {i} (image_id {c!r})" for i, c in
                                                    enumerate(columns["image_id"])], where)
-    digests = _Digests(execution)
+    digests = FileDigests(execution)
     sha = _records_sha(path, config, digests, where)
     fingerprint = _fingerprint("gvtbench", sha, {"task": task, "names": names}, images, digests)
     columns["image"] = [{"path": str(p), "bytes": None} for p in images]
@@ -396,7 +348,7 @@ def build_tallyqa(config: Mapping[str, Any] | None, split: str,
     if not names:
         raise DataError(f"{what} {str(path)!r} has no {subset} questions")
     images = _image_paths(paths["images"], names, [f"question_id {q}" for q in columns["id"]], where)
-    digests = _Digests(execution)
+    digests = FileDigests(execution)
     sha = _records_sha(path, config, digests, where)
     fingerprint = _fingerprint("tallyqa", sha, {"subset": subset, "names": names}, images, digests)
     columns["image"] = [{"path": str(p), "bytes": None} for p in images]
@@ -461,7 +413,7 @@ def build_countbenchqa(config: Mapping[str, Any] | None, split: str,
         columns["question"].append(question)
         columns["count"].append(count)
         columns["text"].append(str(entry.get("text") or ""))
-    digests = _Digests(execution)
+    digests = FileDigests(execution)
     sha = _records_sha(path, config, digests, where)
     images = [] if parquet else _image_paths(paths["images"], names, [f"row {i}" for i in range(len(names))], where)
     fingerprint = _fingerprint("countbenchqa", sha, {"names": names}, images, digests)

@@ -38,7 +38,6 @@ import importlib.metadata
 import inspect
 import json
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
 

@@ -36,7 +36,7 @@ whose image file is missing (how many, and the first), an unset environment vari
 
 Identity: ``dataset._fingerprint`` is sha256 over the builder version, the format, the sha256 of
 the question and annotation files, the image pattern and the sha256 of every image file read
-(digests remembered under the run's cache root, ``<root>/vqa/digests.json``, by path, size, mtime,
+(digests remembered under the run's cache root by ``harness.FileDigests``, by path, size, mtime,
 ctime and inode), so replaced images or edited answers are a different dataset.
 """
 
@@ -49,7 +49,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from harness import DataError, write_text_atomic
+from harness import DataError, FileDigests
 
 if TYPE_CHECKING:
     import datasets
@@ -203,59 +203,11 @@ def _check_images(folder: Path, names: list[str], ids: list[int], where: str) ->
     return paths
 
 
-def _digest_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class _Digests:
-    """sha256 of files, remembered by (path, size, mtime, ctime, inode) under the cache root."""
-
-    def __init__(self, execution: ExecutionConfig | None) -> None:
-        use = execution is not None and getattr(execution, "cache", False)
-        self.file = Path(execution.root) / "vqa" / "digests.json" if use else None
-        self.known: dict[str, str] = {}
-        self.changed = False
-        if self.file is not None and self.file.is_file():
-            try:
-                loaded = json.loads(self.file.read_text())
-                if isinstance(loaded, dict):
-                    self.known = {k: v for k, v in loaded.items() if isinstance(k, str) and isinstance(v, str)}
-            except (OSError, ValueError):
-                self.known = {}
-
-    def __call__(self, path: Path) -> str:
-        try:
-            info = os.stat(path)
-        except OSError as exc:
-            raise DataError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-        key = f"{os.path.abspath(path)}|{info.st_size}|{info.st_mtime_ns}|{info.st_ctime_ns}|{info.st_ino}"
-        if key not in self.known:
-            try:
-                self.known[key] = _digest_file(path)
-            except OSError as exc:
-                raise DataError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-            self.changed = True
-        return self.known[key]
-
-    def save(self) -> None:
-        if self.file is None or not self.changed:
-            return
-        try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(self.file, json.dumps(self.known, sort_keys=True))
-        except OSError:
-            pass  # a cache that cannot be written only costs time
-
-
 def _dataset(builder: str, columns: dict[str, list[Any]], image_paths: list[Path], sources: list[Path],
              pattern: str, split: str, execution: ExecutionConfig | None) -> datasets.Dataset:
     import datasets
 
-    digests = _Digests(execution)
+    digests = FileDigests(execution)
     identity = hashlib.sha256(json.dumps({"builder": builder, "version": VERSION, "pattern": pattern},
                                          sort_keys=True).encode())
     for source in sources:
