@@ -210,7 +210,8 @@ class Oracle:
 def test_kind_end_to_end_with_the_tiny_model() -> None:
     spec = _kind_spec()
     assert spec.needs == frozenset({"generate"}) and spec.columns == ("image", "question")
-    assert set(spec.records) == {"prompts", "predictions", "answers", "question_ids", "answer_type", "question_type"}
+    assert set(spec.records) == {"prompts", "predictions", "answers", "question_ids", "answer_type", "question_type",
+                                 "details"}
     ctx = task_context({"image": _images(3), **ROWS}, COLUMNS, model=tiny_model({"generate"}), kind=spec)
     assert ctx.params == {"prompt": DEFAULT_PROMPT, "max_new_tokens": 10, "stop": []}
     checked = check_task_kind(spec, ctx, harness_register_metrics())
@@ -456,7 +457,8 @@ def test_scenes_vqa_task_through_the_cli(capsys, tmp_path: Path, models) -> None
     fields = records[0]["fields"]
     assert fields["prompts"].endswith("\nAnswer the question using a single word or phrase.")
     assert len(fields["answers"]) == 10 and isinstance(fields["predictions"], str)
-    assert set(fields) == {"prompts", "predictions", "answers", "question_ids", "answer_type", "question_type"}
+    assert set(fields) == {"prompts", "predictions", "answers", "question_ids", "answer_type", "question_type",
+                           "details"}
     assert main(["-p", "harness_vqa", "validate", str(path)]) == 0
     assert capsys.readouterr().out.startswith("ok\t")
     # an oracle that answers the truth scores what the metric gives the truth (below 1: at worst 3 annotators agree)

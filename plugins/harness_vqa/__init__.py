@@ -28,7 +28,8 @@ _INPUTS = {"predictions": "predictions", "answers": "answers"}
 #: Outputs the metrics are also reported over, each subset with its interval.
 BREAKDOWN = ("answer_type", "question_type")
 #: Outputs kept per sample in the records file (``harness rescore`` recomputes any mode from them).
-RECORDS = ("prompts", "predictions", "answers", "question_ids", "answer_type", "question_type")
+#: ``details``: the model's ``Generation.details`` (None when it gives none).
+RECORDS = ("prompts", "predictions", "answers", "question_ids", "answer_type", "question_type", "details")
 OUTPUTS = frozenset(RECORDS)
 METRICS = (
     ("vqa_accuracy", "vqa_accuracy", "official VQA accuracy (GT-Vision-Lab vqaEval.py, 2021): answers and "

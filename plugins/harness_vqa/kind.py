@@ -10,7 +10,9 @@ returns per-sample outputs:
   the data has no annotations (a test split: the metrics are then undefined, stored as null);
 - ``question_ids`` (int64; -1 when the data has no question ids), ``answer_type`` and
   ``question_type`` (object arrays of str; ``"unknown"`` when the data has none);
-- ``prompts``: the exact prompt each request carried (before any chat template of the model).
+- ``prompts``: the exact prompt each request carried (before any chat template of the model);
+- ``details``: the model's ``Generation.details`` per row (a dict of JSON values, e.g. a composite
+  model's intermediate outputs such as LENS's tags and captions), or None where it gave none.
 
 Column roles: ``image`` and ``question`` must be mapped; ``answers``, ``question_id``,
 ``answer_type`` and ``question_type`` are used when mapped, else when the dataset has a column of
@@ -156,12 +158,15 @@ class VQA:
         images = ctx.rows().select_columns([ctx.column("image")])
         column = ctx.column("image")
         predictions: list[str] = []
+        details: list[Any] = []
         for start in range(0, n, CHUNK_ROWS):
             stop = min(n, start + CHUNK_ROWS)
             chunk = [_image(value) for value in images[start:stop][column]]
             requests = [GenerationRequest(prompt, (image,), **settings)
                         for prompt, image in zip(prompts[start:stop], chunk)]
-            predictions += [generation.text for generation in ctx.generate(requests)]
+            generations = ctx.generate(requests)
+            predictions += [generation.text for generation in generations]
+            details += [dict(g.details) if g.details is not None else None for g in generations]
         answers = data.get("answers")
         return {
             "predictions": _objects(predictions),
@@ -170,4 +175,5 @@ class VQA:
             "answer_type": _objects(data.get("answer_type", [UNKNOWN] * n)),
             "question_type": _objects(data.get("question_type", [UNKNOWN] * n)),
             "prompts": _objects(prompts),
+            "details": _objects(details),
         }
