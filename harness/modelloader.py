@@ -66,8 +66,8 @@ class LoadedModel:
     load_s: float
     channels_last: bool = False
     """Whether its convolutional modules were converted to channels_last (on CUDA)."""
-    parts: tuple[dict[str, Any], ...] = ()
-    """Records of the models it was built from (composite models: :meth:`harness.LoadContext.part`)."""
+    parts: tuple[Part, ...] = ()
+    """The models it was built from (composite models: :meth:`harness.LoadContext.part`)."""
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -142,6 +142,12 @@ class Part:
 
         data = datasets.Dataset.from_dict({"image": list(images)}, features=datasets.Features({"image": datasets.Image()}))
         return self._features.images(data, "image", where=f"part {self.name}")
+
+    def counters(self) -> dict[str, int]:
+        """What this part took from the caches (hits) and computed (misses) so far."""
+        features, generations = self._features.counters, self._generations.counters
+        return {"response_hits": generations.request_hits, "response_misses": generations.requests,
+                "text_hits": features.text_hits, "text_misses": features.texts}
 
     def generate(self, requests: Sequence[Any]) -> list[Any]:
         return self._generations.generate(requests, where=f"part {self.name}")

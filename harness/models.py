@@ -175,8 +175,8 @@ class LoadContext:
 
     execution: ExecutionConfig
     loader: Any = field(default=None, compare=False, repr=False)
-    parts: list[dict[str, Any]] = field(default_factory=list, compare=False, repr=False)
-    """Records of the parts loaded with :meth:`part` (filled while the factory runs)."""
+    parts: list[Any] = field(default_factory=list, compare=False, repr=False)
+    """The parts loaded with :meth:`part` (filled while the factory runs)."""
 
     @property
     def device(self) -> str:
@@ -201,7 +201,7 @@ class LoadContext:
 
             raise UsageError(f"model {name!r} is needed, but this load context has no loader (built outside a run)")
         part = self.loader.part(name, capability, role, self.execution)
-        self.parts.append(part.record)
+        self.parts.append(part)
         return part
 
     def model(self, name: str, capability: str, seed: int | None = None) -> Any:

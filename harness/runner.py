@@ -66,8 +66,10 @@ def find_task(name: str, registries: Registries) -> tuple[TaskSpec, str]:
 def plan(config: RunConfig, registries: Registries) -> Plan:
     """Resolve the model and tasks and check they fit, without importing torch."""
     model, plugin = registries.resolve_model(config.model)
+    from .suite import expand_tasks
+
     tasks = []
-    for name in config.tasks:
+    for name in expand_tasks(config.tasks, registries):  # a suite runs its tasks
         spec, task_plugin = find_task(name, registries)
         kind = registries.task_kinds.get(spec.kind)
         missing = kind.needs - model.capabilities
@@ -220,6 +222,7 @@ def evaluate_task(config: RunConfig, loaded: LoadedModel, loader: ModelLoader, t
     _seed_everything(execution.seed)
     reset_peak_memory(execution.device)
     start = time.perf_counter()
+    parts_before = [part.counters() for part in loaded.parts]
     features = loaded.features(execution, registries, group)
     generations = loaded.generations(execution, registries, group)
     ctx = replace(task.context, _features=features, _generations=generations)
@@ -238,7 +241,9 @@ def evaluate_task(config: RunConfig, loaded: LoadedModel, loader: ModelLoader, t
     doc = _document(config, loaded, registries, (spec, task.plugin), task.whole, task.evaluated, features,
                     counters or [], times, metrics, group.world_size)
     text = records_text(_records(ctx, samples, arrays, kind.records))
-    doc = dict(doc, auxiliary_models=[*loaded.parts, *ctx.used_models])
+    parts = [{**part.record, "cache": {k: v - before[k] for k, v in part.counters().items()}}
+             for part, before in zip(loaded.parts, parts_before)]
+    doc = dict(doc, auxiliary_models=[*parts, *ctx.used_models])
     doc["records"] = {"file": records_path(Path(result_name(doc))).name, "sha256": records_digest(text),
                       "n": text.count("\n")}
     return doc, text

@@ -204,6 +204,8 @@ def test_lens_end_to_end_on_the_scenes_vqa_set(capsys, monkeypatch, tmp_path: Pa
     assert set(roles) == {"lens tags and attributes", "lens captions", "lens reasoner"}
     assert roles["lens captions"]["name"] == parts["blip"] and roles["lens reasoner"]["name"] == parts["t5"]
     assert all(len(a["fingerprint"]) == 64 for a in roles.values())
+    assert roles["lens captions"]["cache"] == {"response_hits": 0, "response_misses": 12, "text_hits": 0,
+                                               "text_misses": 0}
     assert len(records) == 3
     for record in records:
         details = record["fields"]["details"]
@@ -219,6 +221,8 @@ def test_lens_end_to_end_on_the_scenes_vqa_set(capsys, monkeypatch, tmp_path: Pa
     blip.n = 0
     doc2, records2 = run(capsys, tmp_path / "out2", cache, lens_name(parts, "llama"))
     assert blip.n == 0
+    captions = {a["role"]: a for a in doc2["auxiliary_models"]}["lens captions"]["cache"]
+    assert captions["response_hits"] == 12 and captions["response_misses"] == 0  # counted in the result
     assert doc2["model"]["fingerprint"] != doc["model"]["fingerprint"]
     for key in ("captions", "caption", "tags", "attributes"):
         assert [r["fields"]["details"][key] for r in records2] == [r["fields"]["details"][key] for r in records]
