@@ -183,6 +183,12 @@ def cmd_list(args: argparse.Namespace, registries: Registries) -> int:
     registry = getattr(registries, "task_kinds" if args.what == "kinds" else args.what)
     for name, entry in registry.items():
         description = getattr(entry.item, "description", "") if args.what != "tasks" else str(entry.item)
+        if args.what == "tasks":
+            from .suite import is_suite_file, load_suite
+
+            if is_suite_file(entry.item):
+                suite = load_suite(entry.item)
+                description = f"suite of {len(suite.tasks)} tasks (+{len(suite.separate)} separate)\t{entry.item}"
         declared = getattr(entry.item, "capabilities", None) or getattr(entry.item, "needs", None)
         if declared is not None:  # models: what they can do; kinds: what they need
             description = f"{','.join(sorted(declared))}\t{description}"
@@ -204,7 +210,11 @@ def _validate_file(path: Path, registries: Registries) -> None:
     from .result import read_result
     from .taskspec import load_task_spec
 
-    if path.suffix in (".yaml", ".yml"):
+    from .suite import is_suite_file, load_suite
+
+    if path.suffix in (".yaml", ".yml") and is_suite_file(path):
+        load_suite(path, registries)
+    elif path.suffix in (".yaml", ".yml"):
         load_task_spec(path, registries)
     elif path.suffix == ".json":
         read_records(path, read_result(path))
@@ -237,9 +247,10 @@ def cmd_validate(args: argparse.Namespace, registries: Registries) -> int:
 def cmd_leaderboard(args: argparse.Namespace, registries: Registries) -> int:
     from .atomicfile import write_text_atomic
     from .leaderboard import check_output, collect, render
+    from .suite import registered_suites
 
     check_output(args.output)  # before reading anything: a folder, results, or a file this did not generate
-    text = render(collect(args.results_dir))
+    text = render(collect(args.results_dir), suites=registered_suites(registries))
     write_text_atomic(args.output, text)
     print(args.output)
     return 0

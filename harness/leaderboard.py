@@ -413,16 +413,79 @@ def _table(kind: str, cells: dict[tuple[Model, Column], list[dict[str, Any]]], l
     return [f"## {escape(kind)}", "", table, "", rule, ""]
 
 
-def render(results: Iterable[Mapping[str, Any]]) -> str:
+def _suite_columns(names: Sequence[tuple[str, str]], columns: Iterable[Column]) -> dict[str, list[Column]]:
+    """task name -> the columns that are this member: same name, and the suite's spec sha256 when
+    the suite was resolved against the current specs (an empty sha matches any version)."""
+    return {name: [c for c in columns if c.task == name and (not sha or c.spec_sha256 == sha)]
+            for name, sha in names}
+
+
+def _suite_table(suite: Any, cells: dict[tuple[Model, Column], list[dict[str, Any]]],
+                 labels: dict[Model, str]) -> list[str]:
+    """A suite's table: per model, the mean of its members' main scores (mean over seeds per member),
+    only for models with a defined score on every member; separate tasks beside it, not averaged."""
+    members = suite.members or tuple((t, "") for t in suite.tasks)
+    extra = suite.extra or tuple((t, "") for t in suite.separate)
+    columns = sorted({c for _, c in cells})
+    member_cols, extra_cols = _suite_columns(members, columns), _suite_columns(extra, columns)
+    used = [c for cols in member_cols.values() for c in cols]
+    if not used:
+        return []
+    title = f"## suite {escape(suite.name)} v{suite.version}"
+    if len({(c.unit, c.higher_is_better) for c in used}) > 1:
+        return [title, "", "Not aggregated: its tasks' main scores differ in unit or direction.", ""]
+    unit, higher = used[0].unit, used[0].higher_is_better
+    scale = 100 if unit == "fraction" else 1
+    models = sorted({m for m, c in cells if c in used})
+    complete, incomplete = {}, {}
+    for model in models:
+        per_task = {}
+        for name, cols in member_cols.items():
+            got = [v for c in cols if (model, c) in cells and (v := cell_value(cells[model, c])) is not None]
+            if got:
+                per_task[name] = got[-1] if len(got) == 1 else statistics.fmean(got)
+        if len(per_task) == len(members):
+            complete[model] = statistics.fmean(per_task.values())
+        else:
+            incomplete[model] = len(per_task)
+    order = sorted(complete, key=lambda m: ((-1 if higher else 1) * complete[m], m))
+    headers = ["model", f"mean of {len(members)} tasks ({'%' if scale == 100 else escape(unit)}, "
+               f"{'↑' if higher else '↓'})", "tasks"]
+    headers += [f"{escape(name)} (separate)" for name, _ in extra]
+    rows = []
+    for model in order:
+        row = [labels[model], f"{scale * complete[model]:.1f}" if scale == 100 else f"{complete[model]:.4g}",
+               f"{len(members)}/{len(members)}"]
+        for name, cols in extra_cols.items():
+            got = [c for c in cols if (model, c) in cells]
+            row.append(format_cell(cells[model, got[-1]]) if got else "—")
+        rows.append(row)
+    lines = [title, ""]
+    if suite.description:
+        lines += [escape(" ".join(str(suite.description).split())), ""]
+    lines += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) if rows
+              else "No model has a result on every task of this suite.", ""]
+    lines.append(f"Aggregate: the unweighted mean over the {len(members)} member tasks of each task's main score "
+                 f"(mean over seeds), for models with every member; separate tasks are not averaged. Members: "
+                 f"{', '.join(escape(name) for name, _ in members)}.")
+    if incomplete:
+        lines.append("Not aggregated (missing members): " + ", ".join(
+            f"{labels[m]} ({n}/{len(members)})" for m, n in sorted(incomplete.items())) + ".")
+    return lines + [""]
+
+
+def render(results: Iterable[Mapping[str, Any]], suites: Iterable[Any] = ()) -> str:
     """Markdown: one table per task kind, a row per model, a column per task spec (see the module
-    docstring). ``results`` are validated documents; those from :func:`collect` carry their
-    per-sample records for the significance marks."""
+    docstring), then one table per suite (:mod:`harness.suite`) with results. ``results`` are validated
+    documents; those from :func:`collect` carry their per-sample records for the significance marks."""
     cells = latest_per_seed(results)
     labels = _labels(m for m, _ in cells)
     notes = _Notes()
     sections = []
     for kind in sorted({c.kind for _, c in cells}):
         sections += _table(kind, cells, labels, notes)
+    for suite in sorted(suites, key=lambda s: s.name):
+        sections += _suite_table(suite, cells, labels)
     docs = [doc for seeds in cells.values() for doc in seeds]
     lines = [
         "# Leaderboard",

@@ -1,8 +1,9 @@
-"""Zero-shot classification with class-name prompts (LAION CLIP_benchmark convention)."""
+"""Zero-shot classification with class-name prompts (LAION CLIP_benchmark convention, or GRAIN's with
+descriptors and ``renormalize: false``), and the ``products2023`` builder for user-supplied image folders."""
 
 from __future__ import annotations
 
-from harness import TaskKindSpec, hookimpl
+from harness import DatasetSpec, TaskKindSpec, hookimpl
 
 DEFAULT_TEMPLATES = ("a photo of a {c}.",)
 DEFAULT_LOGIT_SCALE = 100.0
@@ -22,6 +23,18 @@ PARAMS_SCHEMA = {
             "items": {"type": "string", "minLength": 1},
             "description": "class names in label order (default: the label column's ClassLabel names)",
         },
+        "descriptors": {
+            "type": "object", "minProperties": 2,
+            "additionalProperties": {"type": "array", "items": {"type": "string", "minLength": 1}},
+            "description": "GRAIN / Menon & Vondrick class descriptors {classname: [descriptor, ...]} (usually "
+            "{$file: x.json}); keys must be the class names in label order. Texts per class: every template + "
+            "' which is/which/which has ' + descriptor, for every descriptor",
+        },
+        "renormalize": {
+            "type": "boolean",
+            "description": "(default true) renormalise the mean of the normalised prompt embeddings (CLIP_benchmark: true; "
+            "GRAIN: false, the plain mean)",
+        },
         "logit_scale": {"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_LOGIT_SCALE,
                         "description": "logits = logit_scale * cosine similarity"},
     },
@@ -38,7 +51,19 @@ def harness_register_task_kinds() -> list[TaskKindSpec]:
             outputs=frozenset({"logits", "labels"}),
             columns=("image", "label"),
             params_schema=PARAMS_SCHEMA,
-            description="logits = scale * cos(image, class prototype); prototype = renormalised mean of "
-            "normalised template embeddings",
+            description="logits = scale * image . class prototype; prototype = mean of normalised prompt "
+            "embeddings (renormalised unless renormalize: false); optional GRAIN descriptors",
+        )
+    ]
+
+
+@hookimpl
+def harness_register_datasets() -> list[DatasetSpec]:
+    return [
+        DatasetSpec(
+            name="products2023",
+            factory="harness_zeroshot.products:build",
+            description="a user-supplied ImageFolder (GRAIN's Products-2023 layout): ROOT/images/<class>/*, "
+            "ROOT/classes.json {classname: [descriptor, ...]}; validated on load",
         )
     ]
