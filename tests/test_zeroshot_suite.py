@@ -231,3 +231,89 @@ def test_products_with_and_without_descriptions(with_descriptions: bool, tiny_op
                  "--output-dir", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
     [doc] = [read_result(p) for p in out.rglob("*.json")]
     assert doc["n_samples"]["evaluated"] == 6
+
+
+# -- 5. shipped reference data: GRAIN's templates, ImageNet variants -----------------------------
+
+TASKS = ROOT / "tasks"
+
+
+def test_grain_templates_are_the_46_of_clip_prompts() -> None:
+    lines = (TASKS / "grain" / "templates.txt").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 46 and all(line.count("{c}") == 1 for line in lines)
+    assert lines[0] == "a bad photo of a {c}," and lines[-1] == "a photo of a cool {c},"
+    assert lines[43] == "a toy {c}, a  type of bird,"  # the reference's double space, kept
+    assert sum(line.endswith(", a type of bird,") for line in lines) == 22  # + the toy one
+
+
+def test_grain_slash_rule() -> None:
+    templates = ["a photo of a {c},", "itap of my {c},"]
+    texts, counts = zeroshot.class_texts(["cat", "bakery/shop", "/a/abbey"], templates, None, slash_rule=True)
+    assert counts == [2, 2, 2]
+    assert texts == ["a photo of a cat,", "itap of my cat,",
+                     "a photo of a shop, of a bakery", "itap of my shop, of a bakery",
+                     "a photo of a abbey,", "itap of my abbey,"]
+    # off by default; never with descriptors (the reference applies it only without them)
+    assert zeroshot.class_texts(["bakery/shop"], templates, None)[0][0] == "a photo of a bakery/shop,"
+    with_desc = zeroshot.class_texts(["bakery/shop", "cat"], templates[:1], {"bakery/shop": ["bread"], "cat": ["fur"]},
+                                     slash_rule=True)[0]
+    assert with_desc[0] == "a photo of a bakery/shop, which has bread"
+
+
+def test_grain_slash_rule_param_reaches_the_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+    from PIL import Image
+
+    import harness_zeroshot
+
+    rows = datasets.Dataset.from_dict(
+        {"image": [Image.new("RGB", (8, 8), (i * 60, 0, 0)) for i in range(2)], "label": [0, 1]},
+        features=datasets.Features({"image": datasets.Image(),
+                                    "label": datasets.ClassLabel(names=["bakery/shop", "cat"])}))
+    [spec] = harness_zeroshot.harness_register_task_kinds()
+    seen: list[list[str]] = []
+    original = zeroshot.class_texts
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        texts, counts = original(*args, **kwargs)
+        seen.append(texts)
+        return texts, counts
+
+    monkeypatch.setattr(zeroshot, "class_texts", spy)
+    for rule, expected in ((True, ["a shop of a bakery", "a cat"]), (False, ["a bakery/shop", "a cat"])):
+        ctx = task_context(rows, {"image": "image", "label": "label"}, kind=spec,
+                           params={"templates": ["a {c}"], "grain_slash_rule": rule})
+        assert zeroshot.ZeroShotClassification().evaluate(ctx)["logits"].shape == (2, 2)
+        assert seen.pop() == expected
+
+
+def test_imagenet_subset_files_are_200_classes_and_up_to_date() -> None:
+    import subprocess
+
+    folder = TASKS / "imagenet"
+    names = (folder / "classnames.txt").read_text(encoding="utf-8").splitlines()
+    wnids = (folder / "wnids.txt").read_text(encoding="utf-8").splitlines()
+    assert len(wnids) == 1000 and wnids == sorted(wnids) and wnids[0] == "n01440764"
+    for subset in ("r", "a"):
+        indices = [int(x) for x in (folder / f"{subset}_indices.txt").read_text().splitlines()]
+        sub_names = (folder / f"{subset}_classnames.txt").read_text(encoding="utf-8").splitlines()
+        assert len(indices) == len(set(indices)) == len(sub_names) == 200 and indices == sorted(indices)
+        assert sub_names == [names[i] for i in indices]
+        assert [wnids[i] for i in indices] == (folder / f"{subset}_wnids.txt").read_text().splitlines()
+    assert (folder / "r_classnames.txt").read_text().splitlines()[:2] == ["goldfish", "great white shark"]
+    assert (folder / "a_classnames.txt").read_text().splitlines()[:2] == ["stingray", "goldfinch"]
+    check = subprocess.run([sys.executable, str(folder / "make_subsets.py"), "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout
+
+
+def test_imagenet_variant_specs_validate(capsys: pytest.CaptureFixture) -> None:
+    from harness.taskspec import load_task_spec
+
+    paths = [TASKS / f"imagenet_{v}_zeroshot.yaml" for v in ("v2", "sketch", "r", "a")]
+    assert main(["validate", *map(str, paths)]) == 0
+    assert capsys.readouterr().out.count("ok\t") == 4
+    expected = {"v2": 1000, "sketch": 1000, "r": 200, "a": 200}
+    for variant, path in zip(expected, paths):
+        spec = load_task_spec(path)
+        assert len(spec.params["classnames"]) == expected[variant] and len(spec.params["templates"]) == 80
+        assert spec.dataset.path is not None and spec.dataset.split == "test"

@@ -30,6 +30,11 @@ PARAMS_SCHEMA = {
             "{$file: x.json}); keys must be the class names in label order. Texts per class: every template + "
             "' which is/which/which has ' + descriptor, for every descriptor",
         },
+        "grain_slash_rule": {
+            "type": "boolean",
+            "description": "(default false) GRAIN's rule for class names with '/' prompted without descriptors: "
+            "'<group>/<name>' gives template.format(<name>) + ' of a <group>' (a one-letter group adds nothing)",
+        },
         "renormalize": {
             "type": "boolean",
             "description": "(default true) renormalise the mean of the normalised prompt embeddings (CLIP_benchmark: true; "

@@ -11,6 +11,9 @@ GRAIN's protocol (``evaluate.py`` of arXiv 2412.04429, ``--use_desc``), through 
   are ``template.format(c) + descriptor_sentence(d)`` for every descriptor ``d`` and every template
   (descriptor-major, as the reference orders them). The JSON's key order must equal the class
   order (checked in :meth:`ZeroShotClassification.check`, before any model loads).
+* ``grain_slash_rule: true``: a class name with ``/`` prompted without descriptors is split as
+  GRAIN's ``evaluate.py`` does (``'.../<group>/<name>'``): every template is formatted with
+  ``<name>`` and ``" of a <group>"`` is appended (see :func:`slash_texts`).
 * ``renormalize: false``: the prototype is the mean of the normalised text embeddings, **not**
   renormalised, as GRAIN does (classes whose texts agree more get longer prototypes, which can
   change the argmax). ``true`` (the default) is CLIP_benchmark's rule.
@@ -61,17 +64,35 @@ def grouped_prototypes(text_embeddings: np.ndarray, counts: Sequence[int], renor
     return normalize(means) if renormalize else means
 
 
+def slash_texts(name: str, templates: Sequence[str]) -> list[str]:
+    """GRAIN's prompts for a class name containing ``/`` (``evaluate.py`` without descriptions): the
+    name splits on ``/``; the last part is the class, the one before it the group, and each text is
+    ``template.format(class) + " of a " + group`` (so ``"a/abbey"``-style SUN and Places names, whose
+    one-letter group is an index letter, and ``"bakery/shop"``, give ``"... shop, of a bakery"``).
+    A group of one character (or none: a leading ``/``) adds nothing and the texts are the templates
+    with the last part -- the reference leaves that case undefined (it reuses the previous class's
+    templates, or fails on the first class)."""
+    parts = name.split("/")
+    group, last = parts[-2], parts[-1]
+    suffix = f" of a {group}" if len(group) > 1 else ""
+    return [t.format(c=last) + suffix for t in templates]
+
+
 def class_texts(names: Sequence[str], templates: Sequence[str],
-                descriptors: Mapping[str, Sequence[str]] | None) -> tuple[list[str], list[int]]:
+                descriptors: Mapping[str, Sequence[str]] | None,
+                slash_rule: bool = False) -> tuple[list[str], list[int]]:
     """Every prompt, class by class, and the number per class. Without descriptors: each template
-    with the class name. With them (GRAIN): ``[t.format(c) + descriptor_sentence(d) for d in descs
-    for t in templates]``; a class with an empty descriptor list falls back to the bare templates."""
+    with the class name (with ``slash_rule``, a name containing ``/`` as :func:`slash_texts`). With
+    them (GRAIN): ``[t.format(c) + descriptor_sentence(d) for d in descs for t in templates]``, the
+    full name in the template; a class with an empty descriptor list falls back to the bare templates."""
     texts: list[str] = []
     counts: list[int] = []
     for name in names:
         descs = list(descriptors.get(name, ())) if descriptors is not None else []
         if descs:
             mine = [t.format(c=name) + descriptor_sentence(d) for d in descs for t in templates]
+        elif slash_rule and "/" in name:
+            mine = slash_texts(name, templates)
         else:
             mine = [t.format(c=name) for t in templates]
         texts += mine
@@ -146,7 +167,8 @@ class ZeroShotClassification:
     def evaluate(self, ctx: TaskContext) -> dict[str, Any]:
         names, labels = checked_classes(ctx)
         descriptors = checked_descriptors(ctx, names)
-        texts, counts = class_texts(names, list(ctx.params["templates"]), descriptors)
+        texts, counts = class_texts(names, list(ctx.params["templates"]), descriptors,
+                                    bool(ctx.params.get("grain_slash_rule", False)))
         prototypes = grouped_prototypes(ctx.texts(texts), counts, bool(ctx.params.get("renormalize", True)))
         images = normalize(ctx.images(ctx.column("image")))
         scale = float(ctx.params["logit_scale"])
