@@ -10,9 +10,14 @@ and it pulls in neither torch nor any plugin.
 from __future__ import annotations
 
 import importlib
+import time
 from typing import Any
 
 import pluggy
+
+#: ``time.perf_counter()`` when harness was first imported: where ``cost.process_s`` counts from on
+#: systems without ``/proc`` (see ``harness.hardware.process_seconds``).
+_IMPORTED_AT = time.perf_counter()
 
 __version__ = "0.1.0"
 

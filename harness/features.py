@@ -66,7 +66,11 @@ class Counters:
     image_hits: int = 0
     text_hits: int = 0
     seconds: float = 0.0
-    """Wall time inside ``images``/``texts`` (decoding, forward, store I/O)."""
+    """Wall time inside ``images``/``texts`` (decoding, forward, store I/O): ``image_seconds + text_seconds``."""
+    image_seconds: float = 0.0
+    """Wall time inside ``images`` alone (what ``cost.images_per_s`` divides by)."""
+    text_seconds: float = 0.0
+    """Wall time inside ``texts`` alone (what ``cost.texts_per_s`` divides by)."""
     forward_seconds: float = 0.0
     max_abs_diff: float | None = None
     """``check_determinism``: largest per-sample difference between the two batch sizes."""
@@ -182,11 +186,14 @@ class Features:
         out = _assemble(len(ids), found, cached, done, self.encoder.embed_dim) if group.main else None
         out = group.broadcast(out)
         hits = int(found.sum()) if group.main else 0
+        seconds = time.perf_counter() - start
         if what == "images":
             self.counters.image_hits += hits
+            self.counters.image_seconds += seconds
         else:
             self.counters.text_hits += hits
-        self.counters.seconds += time.perf_counter() - start
+            self.counters.text_seconds += seconds
+        self.counters.seconds += seconds
         return out
 
     # -- computing -------------------------------------------------------------------------

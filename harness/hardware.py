@@ -7,9 +7,11 @@ so no encoder has to implement anything for channels_last or for the attention r
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import sys
+import time
 from typing import Any
 
 from .errors import HarnessError
@@ -124,3 +126,24 @@ def peak_memory(device: str) -> dict[str, float | None]:
     rss_mb = rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
     cuda = torch.cuda.max_memory_allocated(torch.device(device)) / 2**20 if device.startswith("cuda") else None
     return {"peak_rss_mb": round(rss_mb, 1), "peak_cuda_mb": None if cuda is None else round(cuda, 1)}
+
+
+def process_seconds() -> float:
+    """Wall seconds since this process started: interpreter start-up and imports included.
+
+    On Linux: ``CLOCK_BOOTTIME`` now less the process start time of ``/proc/self/stat`` (field 22,
+    in clock ticks since boot on the same clock; 10 ms resolution) -- two small reads, no psutil.
+    Elsewhere (or if that fails): seconds since ``harness`` was imported, which misses only the
+    interpreter's own start-up and whatever the caller imported before harness."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()  # the name (field 2) may hold spaces and ')'
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # fields[0] is field 3 (state)
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - started
+        if age >= 0:
+            return age
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    import harness
+
+    return max(0.0, time.perf_counter() - harness._IMPORTED_AT)

@@ -18,7 +18,7 @@ from .dataset import Split, load_dataset, subset_indices
 from .errors import DataError, IncompatibleError, PluginError, UsageError, blamed
 from .execution import ExecutionConfig
 from .features import Features
-from .hardware import numerics, peak_memory, reset_peak_memory
+from .hardware import numerics, peak_memory, process_seconds, reset_peak_memory
 from .modelloader import LoadedModel, ModelLoader
 from .processgroup import ProcessGroup
 from .registry import Registries
@@ -265,6 +265,20 @@ def _records(ctx: TaskContext, samples: dict[str, SampleScores], arrays: dict[st
                          arrays.get(GROUPS), {name: arrays[name] for name in fields})
 
 
+def cost_rates(counters: list[dict[str, Any]]) -> dict[str, float | None]:
+    """``images_per_s``, ``texts_per_s``, ``requests_per_s`` and ``tokens_per_s`` of the gathered
+    counters (one per rank): what all ranks computed over the slowest rank's time, each rate over
+    its own time -- images over the time inside ``ctx.images``, texts over the time inside
+    ``ctx.texts``, requests and tokens over generation time; None when nothing was computed."""
+
+    def rate(count: str, seconds: str) -> float | None:
+        n, s = sum(c[count] for c in counters), max(c[seconds] for c in counters)
+        return round(n / s, 3) if n and s else None
+
+    return {"images_per_s": rate("images", "image_seconds"), "texts_per_s": rate("texts", "text_seconds"),
+            "requests_per_s": rate("gen_requests", "gen_seconds"), "tokens_per_s": rate("gen_tokens", "gen_seconds")}
+
+
 def _document(config: RunConfig, loaded: LoadedModel, registries: Registries,
               task: tuple[TaskSpec, str], whole: Split, evaluated: int, features: Features,
               counters: list[dict[str, Any]], times: dict[str, float], metrics: dict[str, Any],
@@ -275,7 +289,7 @@ def _document(config: RunConfig, loaded: LoadedModel, registries: Registries,
     spec, task_plugin = task
     images, texts = sum(c["images"] for c in counters), sum(c["texts"] for c in counters)
     extract_s = max(c["seconds"] for c in counters)
-    requests, tokens = sum(c["gen_requests"] for c in counters), sum(c["gen_tokens"] for c in counters)
+    requests = sum(c["gen_requests"] for c in counters)
     generate_s = max(c["gen_seconds"] for c in counters)
     diffs = [c["max_abs_diff"] for c in counters if c["max_abs_diff"] is not None]
     check = None
@@ -312,14 +326,12 @@ def _document(config: RunConfig, loaded: LoadedModel, registries: Registries,
         "main_score": {"name": spec.main_score, "value": metrics[spec.main_score]["value"]},
         "cost": {
             "wall_time_s": r(times["total"]),
-            "images_per_s": round(images / extract_s, 3) if images and extract_s else None,
-            "texts_per_s": round(texts / extract_s, 3) if texts and extract_s else None,
-            "requests_per_s": round(requests / generate_s, 3) if requests and generate_s else None,
-            "tokens_per_s": round(tokens / generate_s, 3) if tokens and generate_s else None,
+            **cost_rates(counters),
             "phases_s": {"load_model": r(times["load_model"]), "load_data": r(times["load_data"]),
                          "extract": r(extract_s), "generate": r(generate_s),
                          "task": r(max(0.0, times["kind"] - extract_s - generate_s)),
                          "metrics": r(times["metrics"])},
             **peak_memory(execution.device),
+            "process_s": r(process_seconds()),  # the whole process so far, imports included
         },
     }

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,7 @@ from harness.featurestore import FeatureStore
 from harness.hardware import DeviceError, resolve_device
 from harness.leaderboard import collect, render
 from harness.result import read_result, validate_result
+from harness.runner import cost_rates
 
 
 class Fussy(Recorder):
@@ -170,6 +175,46 @@ def test_v2_result_records_execution_cache_and_cost(full_run: dict) -> None:
     assert set(cost["phases_s"]) == {"load_model", "load_data", "extract", "generate", "task", "metrics"}
     assert cost["peak_rss_mb"] > 0 and cost["peak_cuda_mb"] is None and cost["images_per_s"] > 0
     assert cost["texts_per_s"] > 0
+    assert cost["process_s"] >= cost["wall_time_s"]  # the whole process: start-up, imports, earlier tests
+
+
+def test_cost_rates_are_each_over_their_own_time() -> None:
+    """Images over the time in ``images``, texts over the time in ``texts`` (not their sum); the
+    slowest rank's time, all ranks' counts."""
+    zero = {"images": 0, "texts": 0, "image_seconds": 0.0, "text_seconds": 0.0, "gen_requests": 0, "gen_tokens": 0,
+            "gen_seconds": 0.0}
+    one = {**zero, "images": 12, "image_seconds": 3.0, "texts": 6, "text_seconds": 0.5, "seconds": 3.5}
+    assert cost_rates([one]) == {"images_per_s": 4.0, "texts_per_s": 12.0, "requests_per_s": None, "tokens_per_s": None}
+    other = {**zero, "images": 8, "image_seconds": 4.0, "gen_requests": 3, "gen_tokens": 30, "gen_seconds": 2.0}
+    assert cost_rates([one, other]) == {"images_per_s": 5.0, "texts_per_s": 12.0, "requests_per_s": 1.5,
+                                        "tokens_per_s": 15.0}
+    assert cost_rates([zero]) == dict.fromkeys(["images_per_s", "texts_per_s", "requests_per_s", "tokens_per_s"])
+
+
+def test_counters_time_images_and_texts_apart() -> None:
+    class SlowTexts(Recorder):
+        def encode_text(self, texts: Any) -> Any:
+            time.sleep(0.4)
+            return super().encode_text(texts)
+
+    features = Features(SlowTexts(), batch_size=16, num_workers=0)
+    features.images(Split(rows(), IDENTITY), "image")
+    features.texts(["a cat", "a dog"])
+    counters = features.counters
+    assert counters.text_seconds >= 0.4 > counters.image_seconds > 0
+    assert counters.seconds == pytest.approx(counters.image_seconds + counters.text_seconds)
+    rates = cost_rates([{**asdict(counters), "gen_requests": 0, "gen_tokens": 0, "gen_seconds": 0.0}])
+    assert rates["texts_per_s"] == round(2 / counters.text_seconds, 3)
+    assert rates["images_per_s"] == round(10 / counters.image_seconds, 3)
+
+
+def test_process_seconds_count_from_process_start() -> None:
+    """Time spent before harness is imported (interpreter start-up, other imports) is counted."""
+    code = ("import time; time.sleep(0.5)\nfrom harness.hardware import process_seconds\n"
+            "import harness; print(process_seconds(), time.perf_counter() - harness._IMPORTED_AT)")
+    age, since_import = map(float, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                  check=True).stdout.split())
+    assert 0.5 <= age < 30 and since_import < age
 
 
 def test_determinism_check_ignores_the_cache(full_run: dict, tiny_openclip: dict, capsys: pytest.CaptureFixture) -> None:

@@ -7,7 +7,6 @@ and bad inputs as one line."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import subprocess
 import sys
 from pathlib import Path

@@ -238,3 +238,48 @@ def test_the_probe_is_fitted_once_under_torchrun(splits, monkeypatch: pytest.Mon
     monkeypatch.setattr("harness_linear_probe.classifier.ProbeClassifier.fit",
                         lambda *a, **k: pytest.fail("a follower rank fitted the probe"))
     assert LinearProbe().evaluate(follower) == {"from": "rank 0"}
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_small_probes_use_one_blas_thread_and_restore_the_limit() -> None:
+    """Every BLAS pool (numpy's and scipy's, which load separately) is limited inside the block,
+    only for small problems, and the previous limits come back after it."""
+    from harness_linear_probe.classifier import SINGLE_THREAD_BELOW, blas_threads
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        with blas_threads(500, 1280, 10):
+            inside = _blas_threads()
+        assert _blas_threads() == before and before
+        assert inside == [1] * len(inside) and len(inside) >= len(before)
+        with blas_threads(SINGLE_THREAD_BELOW, 1, 1):  # a large probe keeps the default threads
+            assert _blas_threads() == before
+
+
+def test_one_blas_thread_fits_the_same_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The single-thread speed-up changes nothing but float rounding: the same C, predictions and
+    (to 1e-9) logits as a fit with the default threads."""
+    import harness_linear_probe.classifier as classifier
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, 64))
+    y = rng.integers(0, 5, 300)
+    x = centres[y] + rng.normal(scale=2.0, size=(300, 64))
+    test_x = centres[y[:100]] + rng.normal(scale=2.0, size=(100, 64))
+
+    def fit() -> tuple[float, np.ndarray]:
+        probe = classifier.ProbeClassifier(num_classes=5).fit(x, y, [0.001, 0.01, 0.1, 1.0, 10.0, 100.0], 0.2)
+        return probe.C, probe.logits(test_x)
+
+    single_c, single = fit()
+    monkeypatch.setattr(classifier, "SINGLE_THREAD_BELOW", 0)  # never limited
+    default_c, default = fit()
+    assert single_c == default_c
+    np.testing.assert_array_equal(single.argmax(1), default.argmax(1))
+    np.testing.assert_allclose(single, default, rtol=0, atol=1e-9)

@@ -2,14 +2,23 @@
 
 Deterministic for a given seed: L-BFGS is deterministic, and the validation split that
 chooses ``C`` is drawn with the seed.
+
+Small probes run with one BLAS thread (:func:`blas_threads`). Their matrix products are tiny
+(500 x 1280 features, 10 classes: a few million multiply-adds per loss evaluation), so extra BLAS
+threads cannot help, and OpenBLAS's threads busy-wait for each other: with numpy's and scipy's own
+OpenBLAS pools (and torch's threads) in one process, or any other process using the CPUs, every
+product waits for a descheduled thread. On the 2-core development VM the default job's two probes
+took 3 to 45 s each with the default threads and 0.3 s each with one; the fitted models are the
+same up to float rounding (logits within 1e-12, same predictions and chosen C; bench/RESULTS.md).
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -19,6 +28,25 @@ log = logging.getLogger(__name__)
 #: decision value, so such classes are never predicted and rank last in a top-k (ties among them go to
 #: the lower class index, as they did with -inf); representable in float32 too.
 ABSENT_LOGIT = -1e30
+
+#: Probes with fewer multiply-adds than this per loss evaluation (rows x features x classes) are
+#: fitted with one BLAS thread (see the module docstring); larger ones keep the default threads.
+SINGLE_THREAD_BELOW = 2**28
+
+
+@contextmanager
+def blas_threads(rows: int, features: int, classes: int) -> Iterator[None]:
+    """One BLAS thread for numpy's and scipy's BLAS inside the block when the problem is small (see
+    :data:`SINGLE_THREAD_BELOW`); the previous limits are restored afterwards."""
+    if rows * features * max(classes, 2) >= SINGLE_THREAD_BELOW:
+        yield
+        return
+    import scipy.optimize  # noqa: F401  loads scipy's own OpenBLAS, so that the limit reaches it too
+    import sklearn.linear_model  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _validation_score(model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -86,10 +114,11 @@ class ProbeClassifier:
         from sklearn.preprocessing import StandardScaler
 
         x = np.asarray(x, dtype=np.float64)
-        if self.C is None:
-            self.C = self.choose_C(x, y, grid, val_fraction)
-        self._scaler = StandardScaler().fit(x)
-        self._model = self._fit_once(self._scaler.transform(x), y, self.C)
+        with blas_threads(*x.shape, len(np.unique(y))):
+            if self.C is None:
+                self.C = self.choose_C(x, y, grid, val_fraction)
+            self._scaler = StandardScaler().fit(x)
+            self._model = self._fit_once(self._scaler.transform(x), y, self.C)
         return self
 
     def logits(self, x: np.ndarray) -> np.ndarray:
@@ -97,7 +126,9 @@ class ProbeClassifier:
         out = np.full((len(x), self.num_classes), ABSENT_LOGIT, dtype=np.float64)
         if len(x) == 0:
             return out
-        scores = self._model.decision_function(self._scaler.transform(np.asarray(x, dtype=np.float64)))
+        x = np.asarray(x, dtype=np.float64)
+        with blas_threads(len(x), x.shape[1] if x.ndim == 2 else 1, len(self._model.classes_)):
+            scores = self._model.decision_function(self._scaler.transform(x))
         if scores.ndim == 1:  # binary: one log-odds column; split it symmetrically into two logits
             scores = np.stack([-scores / 2, scores / 2], axis=1)
         out[:, self._model.classes_] = scores
