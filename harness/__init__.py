@@ -39,6 +39,7 @@ _EXPORTS = {
     "taskkind": ("TaskContext", "TaskKind", "ModelFeatures", "Compute"),
     "training": ("TrainContext", "TrainData", "TrainModel"),
     "dataset": ("subset_indices",),
+    "imageloader": ("decode_image",),
     # errors a plugin raises (each is one line for the user)
     "errors": ("HarnessError", "UsageError", "UnknownNameError", "DuplicateNameError", "SpecError", "DataError",
                "ModelLoadError", "ResultError", "PluginError", "IncompatibleError"),

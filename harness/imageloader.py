@@ -35,6 +35,33 @@ class UndecodableImage(ValueError):
 _INTEGER_MODES = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535}
 
 
+def _opened(value: Any) -> Any:
+    """A PIL image from a ``datasets`` Image value: a PIL image, ``{"bytes"|"path": ...}`` or a path."""
+    import io
+
+    import PIL.Image
+
+    if isinstance(value, dict):
+        return PIL.Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else PIL.Image.open(value["path"])
+    if isinstance(value, str):
+        return PIL.Image.open(value)
+    if not isinstance(value, PIL.Image.Image):
+        raise UndecodableImage(f"not an image: {type(value).__name__}")
+    return value
+
+
+def decode_image(value: Any, where: str = "image") -> Any:
+    """A row's image as 8-bit RGB PIL (a PIL image, a ``datasets`` image dict or a path), decoded as
+    feature extraction decodes it (:func:`to_rgb`: 16-bit and float images scaled, not clipped); one
+    DataError line otherwise. Public API: kinds that pass images to generative models use it."""
+    from .errors import DataError
+
+    try:
+        return to_rgb(_opened(value))
+    except Exception as exc:  # PIL raises many types on corrupt files
+        raise DataError(f"{where}: cannot decode image: {exc}") from None
+
+
 def to_rgb(image: Any) -> Any:
     """``image`` (PIL) as 8-bit RGB. PIL's own ``convert("RGB")`` clips wider one-channel images to
     [0, 255] (a 16-bit PNG turns white) and truncates floats (a [0, 1] float TIFF turns black), so:
@@ -87,12 +114,7 @@ class ImageRows:
 
     def __getitem__(self, index: int) -> Any:
         try:
-            image = self.data[index][self.column]
-            if isinstance(image, dict) and image.get("path"):
-                import PIL.Image
-
-                image = PIL.Image.open(image["path"])
-            image = to_rgb(image)
+            image = to_rgb(_opened(self.data[index][self.column]))
         except Exception as exc:
             return DecodeFailure(f"{self.where}: row {index}: cannot decode image in column {self.column!r}: {exc}")
         return self.preprocess(image)

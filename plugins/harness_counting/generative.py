@@ -25,13 +25,12 @@ digits, e.g. GVTBench's ``"3"``; identification: text whose first word is yes or
 
 from __future__ import annotations
 
-import io
 import re
 from typing import Any
 
 import numpy as np
 
-from harness import IMAGE_PLACEHOLDER, DataError, GenerationRequest, SpecError, TaskContext
+from harness import IMAGE_PLACEHOLDER, DataError, GenerationRequest, SpecError, TaskContext, decode_image
 
 from .parsing import count_bin, first_sentence, objects_bin, yesno_strict
 
@@ -61,19 +60,6 @@ def _as_count(value: Any) -> int | None:
     if isinstance(value, str) and _DIGITS.fullmatch(value):
         return int(value)
     return None
-
-
-def _image(value: Any) -> Any:
-    """A decoded RGB PIL image from a ``datasets`` Image value, an image dict or a file path."""
-    import PIL.Image
-
-    if isinstance(value, dict):
-        value = PIL.Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else PIL.Image.open(value["path"])
-    elif isinstance(value, str):
-        value = PIL.Image.open(value)
-    if not isinstance(value, PIL.Image.Image):
-        raise DataError(f"not an image: {type(value).__name__}")
-    return value if value.mode == "RGB" else value.convert("RGB")
 
 
 class _QA:
@@ -136,7 +122,7 @@ class _QA:
         responses: list[str] = []
         for start in range(0, len(prompts), CHUNK_ROWS):
             stop = min(len(prompts), start + CHUNK_ROWS)
-            chunk = [_image(value) for value in images[start:stop][column]]
+            chunk = [decode_image(value, ctx.where) for value in images[start:stop][column]]
             requests = [GenerationRequest(p, (image,), **settings) for p, image in zip(prompts[start:stop], chunk)]
             responses += [generation.text for generation in ctx.generate(requests)]
         predictions = [first_sentence(r) for r in responses] if params["first_sentence"] else list(responses)

@@ -29,15 +29,14 @@ kept in the records file.
 
 from __future__ import annotations
 
-import io
 import re
 import string
 from typing import Any, Sequence
 
 import numpy as np
 
-from harness import (IMAGE_PLACEHOLDER, DataError, GenerationRequest, LoglikelihoodRequest, SpecError,
-                     TaskContext)
+from harness import (IMAGE_PLACEHOLDER, DataError, GenerationRequest, LoglikelihoodRequest, SpecError, TaskContext,
+                     decode_image)
 
 #: Rows whose images are decoded and sent to the model per call.
 CHUNK_ROWS = 64
@@ -74,18 +73,6 @@ def best(scores: Sequence[Any], rank: str) -> int:
     """Index of the best log-likelihood (``sum`` or ``per_token``); the lower index wins a tie."""
     values = [s.logprob if rank == "sum" else s.logprob / max(1, s.n_tokens) for s in scores]
     return int(np.argmax(values))
-
-
-def _image(value: Any) -> Any:
-    import PIL.Image
-
-    if isinstance(value, dict):
-        value = PIL.Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else PIL.Image.open(value["path"])
-    elif isinstance(value, str):
-        value = PIL.Image.open(value)
-    if not isinstance(value, PIL.Image.Image):
-        raise DataError(f"not an image: {type(value).__name__}")
-    return value if value.mode == "RGB" else value.convert("RGB")
 
 
 def _objects(values: list[Any]) -> np.ndarray:
@@ -152,7 +139,7 @@ class GenerativeClassification:
         predictions = np.zeros(n, dtype=np.int64)
         decided: list[str] = []
         for start in range(0, n, CHUNK_ROWS):
-            chunk = [_image(value) for value in images[start:min(n, start + CHUNK_ROWS)][column]]
+            chunk = [decode_image(value, ctx.where) for value in images[start:min(n, start + CHUNK_ROWS)][column]]
             generations = ctx.generate([GenerationRequest(prompt, (image,), **settings) for image in chunk])
             ranked = []
             for j, generation in enumerate(generations):

@@ -25,14 +25,13 @@ batches and caches within each call, and the answers do not depend on the chunki
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections import Counter
 from typing import Any
 
 import numpy as np
 
-from harness import IMAGE_PLACEHOLDER, DataError, GenerationRequest, SpecError, TaskContext
+from harness import IMAGE_PLACEHOLDER, DataError, GenerationRequest, SpecError, TaskContext, decode_image
 
 from .params import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPT, PARAMS_SCHEMA  # noqa: F401 (re-exported)
 
@@ -119,19 +118,6 @@ def checked_rows(ctx: TaskContext) -> dict[str, Any]:
     return {"questions": questions, **found}
 
 
-def _image(value: Any) -> Any:
-    """A decoded RGB PIL image from a ``datasets`` Image value, an image dict or a file path."""
-    import PIL.Image
-
-    if isinstance(value, dict):
-        value = PIL.Image.open(io.BytesIO(value["bytes"])) if value.get("bytes") else PIL.Image.open(value["path"])
-    elif isinstance(value, str):
-        value = PIL.Image.open(value)
-    if not isinstance(value, PIL.Image.Image):
-        raise DataError(f"not an image: {type(value).__name__}")
-    return value if value.mode == "RGB" else value.convert("RGB")
-
-
 def _objects(values: list[Any]) -> np.ndarray:
     """A 1-D object array holding ``values`` as they are (lists stay lists)."""
     array = np.empty(len(values), dtype=object)
@@ -161,7 +147,7 @@ class VQA:
         details: list[Any] = []
         for start in range(0, n, CHUNK_ROWS):
             stop = min(n, start + CHUNK_ROWS)
-            chunk = [_image(value) for value in images[start:stop][column]]
+            chunk = [decode_image(value, ctx.where) for value in images[start:stop][column]]
             requests = [GenerationRequest(prompt, (image,), **settings)
                         for prompt, image in zip(prompts[start:stop], chunk)]
             generations = ctx.generate(requests)
