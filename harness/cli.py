@@ -330,6 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .pluginmanager import get_plugin_manager
     from .registry import collect
 
+    from .allocator import tune
+
+    tune()  # before torch allocates anything (see harness/allocator.py)
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.formatwarning = _one_line_warning
     try:

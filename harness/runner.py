@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import harness
 
+from .allocator import state as allocator_state
 from .dataset import Split, load_dataset, subset_indices
 from .errors import DataError, IncompatibleError, PluginError, UsageError, blamed
 from .execution import ExecutionConfig
@@ -313,6 +314,7 @@ def _document(config: RunConfig, loaded: LoadedModel, registries: Registries,
         "n_samples": {"total": len(whole), "evaluated": evaluated, "partial": evaluated < len(whole)},
         "seed": execution.seed,
         "execution": {"device": execution.device, "dtype": execution.dtype, "dtype_mode": "autocast",
+                      "allocator": allocator_state(),
                       "batch_size": features.batch_size_used,
                       "batch_size_requested": execution.batch_size, "num_workers": execution.num_workers,
                       "world_size": world_size, "torch_version": torch.__version__,

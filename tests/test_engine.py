@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 import time
@@ -269,3 +270,14 @@ def test_auto_batch_size_is_remembered_under_the_runs_cache_dir(tmp_path: Path, 
     features = Features(encoder, batch_size="auto", cache_dir=tmp_path / "mine")
     assert resolve_auto(features, torch.zeros(3, 4, 4), encoder.encode_image, probe=True) == 64
     assert (tmp_path / "mine" / "batchsize.json").exists() and not (tmp_path / "default").exists()
+
+
+def test_the_allocator_is_tuned_unless_turned_off() -> None:
+    code = "import harness.allocator as a; print(a.tune())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    tuned = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip()
+    off = subprocess.run([sys.executable, "-c", code], env={**env, "HARNESS_MALLOC_TUNING": "0"},
+                         capture_output=True, text=True).stdout.strip()
+    mine = subprocess.run([sys.executable, "-c", code], env={**env, "MALLOC_TOP_PAD_": "0"},
+                          capture_output=True, text=True).stdout.strip()
+    assert tuned == "glibc-tuned" and off == "default (HARNESS_MALLOC_TUNING=0)" and mine.startswith("default (MALLOC_")
