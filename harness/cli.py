@@ -73,7 +73,8 @@ def _execution_options() -> argparse.ArgumentParser:
     execution.add_argument("--cache-dir", type=Path, default=None,
                            help="cache root for everything harness caches (default $HARNESS_CACHE_DIR or ~/.cache/harness)")
     execution.add_argument("--num-workers", type=bounded_int(0), default=None,
-                           help="image-decoding worker processes (default: 0 below 256 images, else about one per CPU)")
+                           help="image-decoding worker processes (default: 0 below 256 images or on a CPU run with <= 2 cores, "
+                                "else about one per CPU)")
     execution.add_argument("--shard-size", type=positive_int, default=1024,
                            help="samples per feature-store shard: the most a killed run recomputes (default 1024)")
     execution.add_argument("--check-determinism", action="store_true",

@@ -108,6 +108,8 @@ class Features:
     """How errors name the model."""
     cache_dir: Any = None
     """The run's cache root (``--cache-dir``): where ``--batch-size auto`` remembers its answers."""
+    workers_used: int | None = None
+    """Decoding worker processes of the largest extraction so far (None: nothing was extracted)."""
     _resolved_batch: int | None = field(default=None, repr=False)
     _oom_warned: bool = field(default=False, repr=False)
     _checked: set[str] = field(default_factory=set, repr=False)
@@ -218,6 +220,7 @@ class Features:
         plan = [chunk[i:i + batch] for chunk in chunks for i in range(0, len(chunk), batch)]
         total = sum(len(c) for c in chunks)
         workers = self.num_workers if self.num_workers is not None else auto_workers(total, self.device)
+        self.workers_used = max(self.workers_used or 0, workers)
         pin = self.device.startswith("cuda")
         loaded = batches(rows, plan, workers, pin)
         try:

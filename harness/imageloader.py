@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 #: Below this many images, ``num_workers=None`` (auto) decodes in the main process: starting
 #: workers costs more than it saves.
 AUTO_WORKERS_MIN_IMAGES = 256
+#: On CPU, decoding workers start above this many cores (below, they only take cores from the forward pass).
+MIN_CPUS_FOR_CPU_WORKERS = 2
 #: At most this many auto workers: on CUDA decoding is the bottleneck, on CPU the forward pass is.
 MAX_AUTO_WORKERS = {"cuda": 8, "cpu": 4}
 
@@ -133,12 +135,17 @@ def collate(items: list[Any]) -> Any:
 def auto_workers(total: int, device: str = "cpu") -> int:
     """Workers for ``total`` images: none for small jobs; else the CPUs this rank may use (its
     affinity mask shared among torchrun's local ranks) -- on CPU less one, which the forward pass
-    needs -- capped by ``MAX_AUTO_WORKERS``, at least one."""
+    needs -- capped by ``MAX_AUTO_WORKERS``, at least one. On a CPU with at most
+    :data:`MIN_CPUS_FOR_CPU_WORKERS` cores none: the forward pass uses every core, and a worker
+    only competes with it (2 cores, MobileNetV2, 800 scenes: 137 images/s decoding between batches
+    vs 113 with one worker, as fast as the pure forward pass; measured with the tuned allocator)."""
     if total < AUTO_WORKERS_MIN_IMAGES:
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     cpus //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     cuda = device.startswith("cuda")
+    if not cuda and cpus <= MIN_CPUS_FOR_CPU_WORKERS:
+        return 0
     return max(1, min(MAX_AUTO_WORKERS["cuda" if cuda else "cpu"], cpus if cuda else cpus - 1))
 
 

@@ -281,3 +281,13 @@ def test_the_allocator_is_tuned_unless_turned_off() -> None:
     mine = subprocess.run([sys.executable, "-c", code], env={**env, "MALLOC_TOP_PAD_": "0"},
                           capture_output=True, text=True).stdout.strip()
     assert tuned == "glibc-tuned" and off == "default (HARNESS_MALLOC_TUNING=0)" and mine.startswith("default (MALLOC_")
+
+
+def test_auto_workers_follow_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import imageloader
+
+    for cpus, device, expected in ((2, "cpu", 0), (1, "cpu", 0), (3, "cpu", 2), (16, "cpu", 4), (2, "cuda", 2),
+                                   (16, "cuda", 8)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)))
+        assert imageloader.auto_workers(1000, device) == expected, (cpus, device)
+    assert imageloader.auto_workers(100, "cuda") == 0  # small jobs decode in the main process
