@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import numpy as np
 
@@ -177,3 +179,59 @@ def subset_indices(total: int, limit: int | None, seed: int) -> np.ndarray:
         return np.arange(total)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(total, size=limit, replace=False))
+
+
+_VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+
+
+def _expanded(value: Any, key: str, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise DataError(f"{where}: config.{key} must be a non-empty path string, got {value!r}")
+    unset = [m.group(1) for m in _VARIABLE.finditer(value) if m.group(1) not in os.environ]
+    if unset:
+        raise DataError(f"{where}: config.{key} {value!r}: environment variable {unset[0]} is not set")
+    return os.path.expanduser(os.path.expandvars(value))
+
+
+def builder_paths(config: Mapping[str, Any], builder: str, allowed: Iterable[str], required: Iterable[str],
+                  files: Iterable[str] = (), folders: Iterable[str] = (),
+                  either: Iterable[str] = ()) -> dict[str, Path]:
+    """The paths of a dataset builder's config, checked, with one DataError line for each problem:
+    unknown or missing keys; ``~`` and ``${VAR}`` expanded (an unset variable is an error);
+    relative paths resolved inside ``config["root"]`` (an absolute folder) and refused without it
+    (builder configs are not read relative to the spec); ``files`` must be files, ``folders``
+    folders, ``either`` one or the other. Returns key -> path for the path keys present.
+    Public API for dataset builders (``harness.builder_paths``)."""
+    where = f"dataset builder {builder!r}"
+    allowed = set(allowed)
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise DataError(f"{where}: unknown config key(s) {', '.join(map(repr, unknown))}; allowed: "
+                        f"{', '.join(sorted(allowed))}")
+    missing = [key for key in required if key not in config]
+    if missing:
+        raise DataError(f"{where}: config.{missing[0]} is required (keys: {', '.join(sorted(allowed))})")
+    root = None
+    if "root" in config:
+        root = Path(_expanded(config["root"], "root", where))
+        if not root.is_absolute():
+            raise DataError(f"{where}: config.root {config['root']!r} must be an absolute path (after ~ and ${{VAR}})")
+        if not root.is_dir():
+            raise DataError(f"{where}: config.root: {str(root)!r} is not a folder")
+    files, folders, either = list(files), list(folders), list(either)
+    paths = {}
+    for key in [*files, *folders, *either]:
+        if key not in config:
+            continue
+        path = Path(_expanded(config[key], key, where))
+        if not path.is_absolute():
+            if root is None:
+                raise DataError(f"{where}: config.{key} {config[key]!r} is relative: builder paths are not read "
+                                "relative to the task spec; give an absolute path, ~, ${VAR}, or config.root")
+            path = root / path
+        if key in folders and not path.is_dir():
+            raise DataError(f"{where}: config.{key}: {str(path)!r} is not a folder")
+        if key in files and not path.is_file() or key in either and not path.exists():
+            raise DataError(f"{where}: config.{key}: {str(path)!r} does not exist or is not a file")
+        paths[key] = path
+    return paths

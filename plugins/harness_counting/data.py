@@ -56,7 +56,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from harness import DataError, FileDigests
+from harness import DataError, FileDigests, builder_paths
 
 from .parsing import yesno_strict
 
@@ -67,7 +67,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 VERSION = "1"
-_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 _DIGITS = re.compile(r"\s*\d+\s*")
 MAX_JSON_BYTES = 1 << 30
 KEYS = {
@@ -80,48 +79,12 @@ REQUIRED = {"gvtbench": ("records", "images", "task"), "tallyqa": ("records", "i
 
 
 # -- config -------------------------------------------------------------------------------------
-def _expand(value: Any, key: str, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise DataError(f"{where}: config.{key} must be a non-empty path string, got {value!r}")
-    unset = [m.group(1) for m in _VAR.finditer(value) if m.group(1) not in os.environ]
-    if unset:
-        raise DataError(f"{where}: config.{key} {value!r}: environment variable {unset[0]} is not set")
-    return os.path.expanduser(os.path.expandvars(value))
-
-
 def _config(config: Mapping[str, Any] | None, builder: str) -> tuple[dict[str, Any], dict[str, Path], str]:
     """(the config, its paths resolved and checked, how errors name the builder)."""
     config = dict(config or {})
     where = f"dataset builder {builder!r}"
-    unknown = sorted(set(config) - KEYS[builder])
-    if unknown:
-        raise DataError(f"{where}: unknown config key(s) {', '.join(map(repr, unknown))}; allowed: "
-                        f"{', '.join(sorted(KEYS[builder]))}")
-    missing = [key for key in REQUIRED[builder] if key not in config]
-    if missing:
-        raise DataError(f"{where}: config.{missing[0]} is required (keys: {', '.join(sorted(KEYS[builder]))})")
-    root = None
-    if "root" in config:
-        root = Path(_expand(config["root"], "root", where))
-        if not root.is_absolute():
-            raise DataError(f"{where}: config.root {config['root']!r} must be an absolute path (after ~ and ${{VAR}})")
-        if not root.is_dir():
-            raise DataError(f"{where}: config.root: {str(root)!r} is not a folder")
-    paths = {}
-    for key in ("records", "images"):
-        if key not in config:
-            continue
-        path = Path(_expand(config[key], key, where))
-        if not path.is_absolute():
-            if root is None:
-                raise DataError(f"{where}: config.{key} {config[key]!r} is relative: builder paths are not read "
-                                "relative to the task spec; give an absolute path, ~, ${VAR}, or config.root")
-            path = root / path
-        if key == "images" and not path.is_dir():
-            raise DataError(f"{where}: config.images: {str(path)!r} is not a folder")
-        if key == "records" and not (path.is_file() or (builder == "countbenchqa" and path.is_dir())):
-            raise DataError(f"{where}: config.records: {str(path)!r} does not exist or is not a file")
-        paths[key] = path
+    records = {"either": ("records",)} if builder == "countbenchqa" else {"files": ("records",)}
+    paths = builder_paths(config, builder, KEYS[builder], REQUIRED[builder], folders=("images",), **records)
     expected = config.get("sha256")
     if expected is not None and not (isinstance(expected, str) and re.fullmatch(r"[0-9a-f]{64}", expected)):
         raise DataError(f"{where}: config.sha256 must be 64 lower-case hex digits, got {expected!r}")

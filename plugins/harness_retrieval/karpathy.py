@@ -8,7 +8,8 @@ Layout (Karpathy's ``dataset_coco.json`` / ``dataset_flickr30k.json``, from the 
     IMAGES/            COCO: IMAGES/val2014/COCO_val2014_*.jpg (``filepath``/``filename``);
                        Flickr30k: IMAGES/*.jpg (``filename``)
 
-Config: ``{annotations: FILE, images: DIR}`` (``~`` and ``$VARS`` expanded). Split ``test`` is the
+Config: ``{annotations: FILE, images: DIR[, root: DIR]}`` (``harness.builder_paths``: ``~`` and ``${VAR}``
+expanded, relative paths inside ``root``). Split ``test`` is the
 5,000-image COCO / 1,000-image Flickr30k test split (5 captions each). Rows: ``image`` (the file),
 ``captions`` (the ``raw`` sentences, in order), ``id`` (``imgid``). The dataset fingerprint covers
 the annotations and image paths, not the image bytes.
@@ -17,28 +18,17 @@ the annotations and image paths, not the image bytes.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any, Mapping
 
-from harness import DataError
-
-
-def _path(value: Any, key: str) -> Path:
-    text = os.path.expandvars(str(value))
-    if "$" in text:
-        raise DataError(f"karpathy: config.{key} {str(value)!r}: an environment variable is not set")
-    return Path(text).expanduser()
+from harness import DataError, builder_paths
 
 
 def build(config: Mapping[str, Any] | None, split: str, execution: Any = None) -> Any:
     import datasets
 
-    config = dict(config or {})
-    unknown = sorted(set(config) - {"annotations", "images"})
-    if unknown or "annotations" not in config or "images" not in config:
-        raise ValueError("config needs exactly {annotations: FILE, images: DIR}")
-    annotations, images = _path(config["annotations"], "annotations"), _path(config["images"], "images")
+    paths = builder_paths(dict(config or {}), "karpathy", {"root", "annotations", "images"}, ("annotations", "images"),
+                          files=("annotations",), folders=("images",))
+    annotations, images = paths["annotations"], paths["images"]
     try:
         doc = json.loads(annotations.read_text(encoding="utf-8"))
         entries = [e for e in doc["images"] if e["split"] == split]

@@ -45,11 +45,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from harness import DataError, FileDigests
+from harness import DataError, FileDigests, builder_paths
 
 if TYPE_CHECKING:
     import datasets
@@ -66,53 +65,14 @@ KEYS = {
 }
 REQUIRED = {"vqa_json": ("questions", "images"), "textvqa_json": ("annotations", "images"),
             "vizwiz_json": ("annotations", "images")}
-_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 #: Largest JSON file read (VQAv2 train annotations are about 330 MB).
 MAX_JSON_BYTES = 2 << 30
 
 
 # -- config -------------------------------------------------------------------------------------
-def _expand(value: Any, key: str, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise DataError(f"{where}: config.{key} must be a non-empty path string, got {value!r}")
-    unset = [m.group(1) for m in _VAR.finditer(value) if m.group(1) not in os.environ]
-    if unset:
-        raise DataError(f"{where}: config.{key} {value!r}: environment variable {unset[0]} is not set")
-    return os.path.expanduser(os.path.expandvars(value))
-
-
 def _paths(config: Mapping[str, Any], builder: str) -> dict[str, Path]:
-    where = f"dataset builder {builder!r}"
-    unknown = sorted(set(config) - KEYS[builder])
-    if unknown:
-        raise DataError(f"{where}: unknown config key(s) {', '.join(map(repr, unknown))}; allowed: "
-                        f"{', '.join(sorted(KEYS[builder]))}")
-    missing = [key for key in REQUIRED[builder] if key not in config]
-    if missing:
-        raise DataError(f"{where}: config.{missing[0]} is required (keys: {', '.join(sorted(KEYS[builder]))})")
-    root = None
-    if "root" in config:
-        root = Path(_expand(config["root"], "root", where))
-        if not root.is_absolute():
-            raise DataError(f"{where}: config.root {config['root']!r} must be an absolute path (after ~ and ${{VAR}})")
-        if not root.is_dir():
-            raise DataError(f"{where}: config.root: {str(root)!r} is not a folder")
-    paths = {}
-    for key in ("questions", "annotations", "images"):
-        if key not in config:
-            continue
-        path = Path(_expand(config[key], key, where))
-        if not path.is_absolute():
-            if root is None:
-                raise DataError(f"{where}: config.{key} {config[key]!r} is relative: builder paths are not read "
-                                "relative to the task spec; give an absolute path, ~, ${VAR}, or config.root")
-            path = root / path
-        if key == "images" and not path.is_dir():
-            raise DataError(f"{where}: config.images: {str(path)!r} is not a folder")
-        if key != "images" and not path.is_file():
-            raise DataError(f"{where}: config.{key}: {str(path)!r} does not exist or is not a file")
-        paths[key] = path
-    return paths
+    return builder_paths(config, builder, KEYS[builder], REQUIRED[builder], files=("questions", "annotations"),
+                         folders=("images",))
 
 
 def _read_json(path: Path, what: str) -> Any:
