@@ -90,6 +90,13 @@ def read_regular(path: Path | str, max_bytes: int) -> bytes:
     Raises :class:`UnsafeFileError` for a symbolic link, a device, FIFO or folder, or a larger
     file, and the usual ``OSError`` (``FileNotFoundError``, ``PermissionError``) otherwise.
     """
+    return read_regular_from(path, max_bytes)[0]
+
+
+def read_regular_from(path: Path | str, max_bytes: int, start: int = 0) -> tuple[bytes, os.stat_result]:
+    """:func:`read_regular` from byte ``start`` on (for files that only grow, read a part at a time),
+    and the file's ``os.stat_result`` as opened (``st_ino``/``st_dev``/``st_size``: whether it is
+    still the file read before). The bound ``max_bytes`` applies to the whole file."""
     try:
         fd = _open_regular(path, os.O_RDONLY)
     except OSError as exc:
@@ -97,10 +104,12 @@ def read_regular(path: Path | str, max_bytes: int) -> bytes:
             raise UnsafeFileError(errno.ELOOP, "a symbolic link", str(path)) from None
         raise
     with os.fdopen(fd, "rb") as handle:
-        size = os.fstat(fd).st_size
+        info = os.fstat(fd)
+        size = info.st_size
         if size > max_bytes:
             raise UnsafeFileError(errno.EFBIG, f"{size} bytes, more than the {max_bytes} allowed", str(path))
-        parts, total = [], 0
+        handle.seek(min(start, size))
+        parts, total = [], min(start, size)
         while True:  # in chunks: a file still growing (an appended manifest) is read to its end, up to the bound
             chunk = handle.read(max(size - total, 0) or 1 << 20)
             if not chunk:
@@ -109,7 +118,7 @@ def read_regular(path: Path | str, max_bytes: int) -> bytes:
             total += len(chunk)
             if total > max_bytes:
                 raise UnsafeFileError(errno.EFBIG, f"more than the {max_bytes} bytes allowed", str(path))
-    return b"".join(parts)
+    return b"".join(parts), info
 
 
 def is_regular(path: Path | str) -> bool:

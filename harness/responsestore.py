@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .atomicfile import UnsafeFileError, append_line, file_lock, read_regular, write_text_atomic
+from .atomicfile import UnsafeFileError, append_line, file_lock, read_regular_from, write_text_atomic
 from .execution import cache_root
 from .featurestore import LOCK_TIMEOUT_S, StoreError, canonical_json, permission_denied
 
@@ -64,27 +64,43 @@ class ResponseSet:
         self.path = Path(root) / self.id
         self.file = self.path / "responses.jsonl"
         self._unwritable = False
+        self._index: dict[str, dict[str, Any]] = {}
+        self._offset = 0
+        self._identity: tuple[int, int] | None = None
 
     def read(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """request key -> stored response, for the ``keys`` the set has (the last line wins)."""
+        self._refresh()
+        return {key: self._index[key] for key in set(keys) if key in self._index}
+
+    def _refresh(self) -> None:
+        """Parse what was appended to the file since the last read (a kind asks once per chunk of
+        rows: re-reading the whole growing file each time would be quadratic); start over when the
+        file is another one or shorter than what was read."""
         try:
-            data = read_regular(self.file, MAX_RESPONSES_BYTES)
+            data, info = read_regular_from(self.file, MAX_RESPONSES_BYTES, self._offset)
+            if (info.st_dev, info.st_ino) != self._identity or info.st_size < self._offset:
+                if self._offset:  # replaced or cut since the last read: read it whole again
+                    data, info = read_regular_from(self.file, MAX_RESPONSES_BYTES)
+                self._index, self._offset, self._identity = {}, 0, (info.st_dev, info.st_ino)
         except (FileNotFoundError, NotADirectoryError):
-            return {}
+            self._index, self._offset, self._identity = {}, 0, None
+            return
         except (UnsafeFileError, OSError) as exc:
             warnings.warn(f"response store: ignoring {self.file} ({exc.strerror or exc}); its requests are recomputed",
-                          stacklevel=2)
-            return {}
-        wanted, found = set(keys), {}
-        for line in data.splitlines():
+                          stacklevel=3)
+            self._index, self._offset, self._identity = {}, 0, None
+            return
+        complete = data.rfind(b"\n") + 1  # a partial last line is read again once it is finished
+        self._offset += complete
+        for line in data[:complete].splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
                 continue  # a partial line left by a killed writer
             if (isinstance(entry, dict) and isinstance(entry.get("response"), dict)
-                    and isinstance(entry.get("key"), str) and entry["key"] in wanted):
-                found[entry["key"]] = entry["response"]
-        return found
+                    and isinstance(entry.get("key"), str)):
+                self._index[entry["key"]] = entry["response"]
 
     def write(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
         """Append ``(request key, response)`` lines under the lock (a cache that cannot be written

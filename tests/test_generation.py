@@ -328,3 +328,22 @@ def test_choose_ranks_choices_by_summed_and_per_token_loglikelihood() -> None:
     model.loglikelihood = Scorer().loglikelihood
     ctx = task_context({"x": [1]}, {}, model=model)
     assert ctx.choose("Q:", ["z", "a b c d", "x y"]) == (0, 1)  # raw sum: "z" (-1); per token: "a b c d" (-0.5)
+
+
+def test_the_response_set_reads_only_what_was_appended(tmp_path: Path) -> None:
+    from harness.responsestore import ResponseStore
+
+    rset = ResponseStore(tmp_path).open({"model": "m"})
+    a, b, c = "a" * 64, "b" * 64, "c" * 64
+    rset.write([(a, {"text": "1"})])
+    assert rset.read([a, b]) == {a: {"text": "1"}}
+    offset = rset._offset
+    with open(rset.file, "ab") as handle:  # a writer killed mid-line, then another writer's line
+        handle.write(b'{"key": "' + b.encode() + b'", "resp')
+    assert rset.read([a, b]) == {a: {"text": "1"}} and rset._offset == offset  # the partial line waits
+    rset.write([(c, {"text": "3"})])
+    assert rset.read([a, b, c]) == {a: {"text": "1"}, c: {"text": "3"}}
+    replaced = tmp_path / "other.jsonl"  # the file replaced by another: read from the start again
+    replaced.write_text(json.dumps({"key": b, "response": {"text": "2"}}) + "\n")
+    os.replace(replaced, rset.file)
+    assert rset.read([a, b, c]) == {b: {"text": "2"}}
