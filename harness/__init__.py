@@ -38,7 +38,7 @@ _EXPORTS = {
     # what task kinds and trainers receive
     "taskkind": ("TaskContext", "TaskKind", "ModelFeatures", "Compute"),
     "training": ("TrainContext", "TrainData", "TrainModel"),
-    "dataset": ("subset_indices", "builder_paths"),
+    "dataset": ("subset_indices", "builder_paths", "builder_images"),
     "imageloader": ("decode_image",),
     # errors a plugin raises (each is one line for the user)
     "errors": ("HarnessError", "UsageError", "UnknownNameError", "DuplicateNameError", "SpecError", "DataError",

@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -234,4 +234,28 @@ def builder_paths(config: Mapping[str, Any], builder: str, allowed: Iterable[str
         if key in files and not path.is_file() or key in either and not path.exists():
             raise DataError(f"{where}: config.{key}: {str(path)!r} does not exist or is not a file")
         paths[key] = path
+    return paths
+
+
+def builder_images(folder: Path, names: Sequence[str], labels: Sequence[str], where: str,
+                   rows: str = "records") -> list[Path]:
+    """``folder / name`` for every row, all checked to exist as files (each folder listed once, not a
+    stat per image); one DataError line saying how many ``rows`` have none and naming the first
+    (its ``label`` and image name). Public API for dataset builders (``harness.builder_images``)."""
+    present: dict[Path, set[str]] = {}
+    paths, missing = [], []
+    for name, label in zip(names, labels):
+        path = Path(folder) / name
+        if path.parent not in present:
+            try:
+                present[path.parent] = {entry.name for entry in os.scandir(path.parent) if entry.is_file()}
+            except OSError:
+                present[path.parent] = set()
+        if path.name not in present[path.parent]:
+            missing.append((label, name))
+        paths.append(path)
+    if missing:
+        label, name = missing[0]
+        raise DataError(f"{where}: {len(missing)} of {len(names)} {rows} have no image file in {str(folder)!r} "
+                        f"(first: {label}, image {name!r})")
     return paths

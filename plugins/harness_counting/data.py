@@ -51,12 +51,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from harness import DataError, FileDigests, builder_paths
+from harness import DataError, FileDigests, builder_images, builder_paths
 
 from .parsing import yesno_strict
 
@@ -148,27 +147,6 @@ def _check_name(name: str, where: str, label: str) -> str:
     return name
 
 
-def _image_paths(folder: Path, names: list[str], labels: list[str], where: str) -> list[Path]:
-    """The image file of every row, all checked to exist (one line naming how many do not, and the first)."""
-    present: dict[Path, set[str]] = {}
-    paths, missing = [], []
-    for name, label in zip(names, labels):
-        path = folder / name
-        if path.parent not in present:
-            try:
-                present[path.parent] = {e.name for e in os.scandir(path.parent) if e.is_file()}
-            except OSError:
-                present[path.parent] = set()
-        if path.name not in present[path.parent]:
-            missing.append((label, name))
-        paths.append(path)
-    if missing:
-        label, name = missing[0]
-        raise DataError(f"{where}: {len(missing)} of {len(names)} records have no image file in {str(folder)!r} "
-                        f"(first: {label}, image {name!r})")
-    return paths
-
-
 def _fingerprint(builder: str, records_sha: str, extra: Mapping[str, Any], images: list[Path],
                  digests: FileDigests) -> str:
     identity = hashlib.sha256(json.dumps({"builder": builder, "version": VERSION, **extra}, sort_keys=True).encode())
@@ -257,7 +235,7 @@ def build_gvtbench(config: Mapping[str, Any] | None, split: str,
         columns["answer"].append(answer)
         columns["n_objects"].append(n_objects)
         columns["count"].append(count)
-    images = _image_paths(paths["images"], names, [f"record {i} (image_id {c!r})" for i, c in
+    images = builder_images(paths["images"], names, [f"record {i} (image_id {c!r})" for i, c in
                                                    enumerate(columns["image_id"])], where)
     digests = FileDigests(execution)
     sha = _records_sha(path, config, digests, where)
@@ -310,7 +288,7 @@ def build_tallyqa(config: Mapping[str, Any] | None, split: str,
         columns["data_source"].append(str(entry.get("data_source", "")))
     if not names:
         raise DataError(f"{what} {str(path)!r} has no {subset} questions")
-    images = _image_paths(paths["images"], names, [f"question_id {q}" for q in columns["id"]], where)
+    images = builder_images(paths["images"], names, [f"question_id {q}" for q in columns["id"]], where)
     digests = FileDigests(execution)
     sha = _records_sha(path, config, digests, where)
     fingerprint = _fingerprint("tallyqa", sha, {"subset": subset, "names": names}, images, digests)
@@ -378,7 +356,7 @@ def build_countbenchqa(config: Mapping[str, Any] | None, split: str,
         columns["text"].append(str(entry.get("text") or ""))
     digests = FileDigests(execution)
     sha = _records_sha(path, config, digests, where)
-    images = [] if parquet else _image_paths(paths["images"], names, [f"row {i}" for i in range(len(names))], where)
+    images = [] if parquet else builder_images(paths["images"], names, [f"row {i}" for i in range(len(names))], where)
     fingerprint = _fingerprint("countbenchqa", sha, {"names": names}, images, digests)
     columns["image"] = embedded if parquet else [{"path": str(p), "bytes": None} for p in images]
     string = datasets.Value("string")

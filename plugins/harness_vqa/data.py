@@ -44,11 +44,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from harness import DataError, FileDigests, builder_paths
+from harness import DataError, FileDigests, builder_images, builder_paths
 
 if TYPE_CHECKING:
     import datasets
@@ -140,27 +139,6 @@ def _image_names(rows: list[dict[str, Any]], pattern: str, fields: Mapping[str, 
             raise DataError(f"{where}: config.image_pattern {pattern!r} gives {name!r}, not a file name in the folder")
         names.append(name)
     return names
-
-
-def _check_images(folder: Path, names: list[str], ids: list[int], where: str) -> list[Path]:
-    present: dict[Path, set[str]] = {}
-    paths, missing = [], []
-    for name, question in zip(names, ids):
-        path = folder / name
-        parent = path.parent
-        if parent not in present:
-            try:
-                present[parent] = {entry.name for entry in os.scandir(parent) if entry.is_file()}
-            except OSError:
-                present[parent] = set()
-        if path.name not in present[parent]:
-            missing.append((question, name))
-        paths.append(path)
-    if missing:
-        question, name = missing[0]
-        raise DataError(f"{where}: {len(missing)} of {len(names)} questions have no image in {str(folder)!r} "
-                        f"(first: question {question}, image {name!r})")
-    return paths
 
 
 def _dataset(builder: str, columns: dict[str, list[Any]], image_paths: list[Path], sources: list[Path],
@@ -266,7 +244,7 @@ def build_vqa_json(config: Mapping[str, Any] | None, split: str,
     subtype = qdoc.get("data_subtype")
     fields = {"data_subtype": subtype} if isinstance(subtype, str) else {}
     names = _image_names(rows, pattern, fields, where)
-    images = _check_images(paths["images"], names, ids, where)
+    images = builder_images(paths["images"], names, [f"question {q}" for q in ids], where, "questions")
     return _dataset("vqa_json", columns, images, sources, pattern, split, execution)
 
 
@@ -302,7 +280,8 @@ def build_textvqa_json(config: Mapping[str, Any] | None, split: str,
         if with_answers:
             columns["answers"].append(_answers(entry, "answer", "TextVQA file", apath, label))
     _check_unique(columns["question_id"], "TextVQA file", apath)
-    images = _check_images(paths["images"], _image_names(rows, pattern, {}, where), columns["question_id"], where)
+    images = builder_images(paths["images"], _image_names(rows, pattern, {}, where),
+                            [f"question {q}" for q in columns["question_id"]], where, "questions")
     return _dataset("textvqa_json", columns, images, [apath], pattern, split, execution)
 
 
@@ -339,5 +318,6 @@ def build_vizwiz_json(config: Mapping[str, Any] | None, split: str,
             columns["answers"].append(_answers(entry, "answer", "VizWiz file", apath, label))
             columns["answer_type"].append(_field(entry, "answer_type", lambda v: isinstance(v, str), "a string",
                                                  "VizWiz file", apath, label))
-    images = _check_images(paths["images"], _image_names(rows, pattern, {}, where), columns["question_id"], where)
+    images = builder_images(paths["images"], _image_names(rows, pattern, {}, where),
+                            [f"question {q}" for q in columns["question_id"]], where, "questions")
     return _dataset("vizwiz_json", columns, images, [apath], pattern, split, execution)
