@@ -40,6 +40,7 @@ _EXPORTS = {
     "training": ("TrainContext", "TrainData", "TrainModel"),
     "dataset": ("subset_indices", "builder_paths", "builder_images"),
     "imageloader": ("decode_image",),
+    "preprocessing": ("PREPROCESSINGS", "preprocessing_choices"),
     # errors a plugin raises (each is one line for the user)
     "errors": ("HarnessError", "UsageError", "UnknownNameError", "DuplicateNameError", "SpecError", "DataError",
                "ModelLoadError", "ResultError", "PluginError", "IncompatibleError"),

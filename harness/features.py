@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from .dataset import Split
-from .errors import DataError, IncompatibleError, PluginError
+from .errors import DataError, IncompatibleError, PluginError, UnknownNameError
 from .execution import DEFAULT_SHARD_SIZE, autocast, split_on_oom
 from .featurestore import FeatureSet, FeatureStore, canonical_json, text_id
 from .imageloader import DecodeFailure, ImageRows, auto_workers, batches
@@ -76,6 +76,19 @@ class Counters:
     """``check_determinism``: largest per-sample difference between the two batch sizes."""
 
 
+def _named_preprocessing(name: str | None, where: str) -> Any:
+    """The named preprocessing ``name`` (None, or ``"model"``: the model's own transform, returns None);
+    an unknown name is one line listing the known ones."""
+    from .preprocessing import MODEL, preprocessing
+
+    if name is None or name == MODEL:
+        return None
+    try:
+        return preprocessing(name)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{where}: {exc}") from None
+
+
 def preprocess_fingerprint(encoder: Any, encoder_key: Mapping[str, Any]) -> str:
     """The encoder's ``preprocess_fingerprint``, else sha256 of the encoder key (see module docstring)."""
     own = getattr(encoder, "preprocess_fingerprint", None)
@@ -110,28 +123,40 @@ class Features:
     """The run's cache root (``--cache-dir``): where ``--batch-size auto`` remembers its answers."""
     workers_used: int | None = None
     """Decoding worker processes of the largest extraction so far (None: nothing was extracted)."""
+    preprocess_used: list[str] = field(default_factory=list)
+    """Image preprocessing of every ``images`` call so far, first use first: ``"model"`` (the model's own
+    transform) or a named one's fingerprint (``harness:grain-v1``). Shared with :meth:`for_encoder`
+    copies, so it covers every image feature of a task."""
     _resolved_batch: int | None = field(default=None, repr=False)
     _oom_warned: bool = field(default=False, repr=False)
     _checked: set[str] = field(default_factory=set, repr=False)
 
     # -- public API ------------------------------------------------------------------------
     def images(self, data: Split | datasets.Dataset, column: str, where: str = "dataset",
-               output: str = "pooled", layer: int | None = None) -> np.ndarray:
+               output: str = "pooled", layer: int | None = None, preprocess: str | None = None) -> np.ndarray:
         """``(N, D)`` float32 image embeddings of ``data[column]`` in row order (``output="tokens@L"``, or
-        ``"tokens"`` with ``layer``: ``(N, T, D)`` token-level outputs of block L via ``encode_image_tokens``)."""
+        ``"tokens"`` with ``layer``: ``(N, T, D)`` token-level outputs of block L via ``encode_image_tokens``).
+        ``preprocess``: a named, model-independent transform of :mod:`harness.preprocessing` (``"grain"``)
+        used instead of ``encoder.preprocess`` and keyed in the store by its fingerprint; None or
+        ``"model"``: the model's own."""
         split = data if isinstance(data, Split) else Split(data)
+        named = _named_preprocessing(preprocess, where)
         if column not in split.data.column_names:
             raise DataError(f"{where}: no column {column!r}; columns are {split.data.column_names}")
         output, layer = parse_output(output, layer)
         encode = self._image_function(output, layer)
         name = "pooled" if output == "pooled" else f"tokens@{layer}"
+        used = "model" if named is None else named.fingerprint
+        if used not in self.preprocess_used:
+            self.preprocess_used.append(used)
         fset = None
         if self.store is not None and split.identity is not None:
-            fset = self.store.open({"modality": "image", "encoder": self._encoder_key(),
-                                    "preprocess": preprocess_fingerprint(self.encoder, self._encoder_key()),
+            fingerprint = (named.fingerprint if named is not None
+                           else preprocess_fingerprint(self.encoder, self._encoder_key()))
+            fset = self.store.open({"modality": "image", "encoder": self._encoder_key(), "preprocess": fingerprint,
                                     "dataset": split.identity, "column": column, "output": name, "dtype": self.dtype})
         ids = split.sample_ids() if fset is not None else [str(i) for i in range(len(split))]
-        rows = ImageRows(split.data, column, self.encoder.preprocess, where)
+        rows = ImageRows(split.data, column, named if named is not None else self.encoder.preprocess, where)
         what = "encode_image" if output == "pooled" else "encode_image_tokens"
         return self._extract(fset, ids, lambda chunks: self._image_chunks(rows, chunks, encode, what), "images")
 

@@ -93,7 +93,7 @@ def attention_kernel(encoder: Any, device: str) -> str:
     return text
 
 
-def numerics(device: str, channels_last: bool, encoder: Any) -> dict[str, Any]:
+def numerics(device: str, channels_last: bool, attention: str) -> dict[str, Any]:
     """The settings that decide the low bits of the features (recorded in results)."""
     import torch
 
@@ -104,7 +104,7 @@ def numerics(device: str, channels_last: bool, encoder: Any) -> dict[str, Any]:
         "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
         "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
-        "attention": attention_kernel(encoder, device),
+        "attention": attention,
         "channels_last": channels_last,
         "inference_mode": True,
     }

@@ -21,8 +21,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .errors import IncompatibleError
-from .models import LoadContext, build_model
+from .errors import IncompatibleError, PluginError
+from .modelcard import CardShelf, DeferredModel, ModelCard, model_identity
+from .models import REQUIRED_METHODS, LoadContext, build_model
 
 if TYPE_CHECKING:
     from .execution import ExecutionConfig
@@ -58,7 +59,8 @@ def code_fingerprint(spec: ModelSpec) -> str:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A built model with what names it in results and in the feature store."""
+    """A built (or deferred: :mod:`harness.modelcard`) model with what names it in results and in the
+    feature store."""
 
     spec: ModelSpec
     plugin: str
@@ -68,10 +70,20 @@ class LoadedModel:
     """Whether its convolutional modules were converted to channels_last (on CUDA)."""
     parts: tuple[Part, ...] = ()
     """The models it was built from (composite models: :meth:`harness.LoadContext.part`)."""
+    card: ModelCard | None = None
+    """What the run records about the model (None: asked of the model itself)."""
 
     @property
     def provenance(self) -> dict[str, Any]:
-        return self.model.provenance()
+        return dict(self.card.provenance) if self.card is not None else self.model.provenance()
+
+    def attention(self, device: str) -> str:
+        """What computes attention in this model (see :func:`harness.hardware.attention_kernel`)."""
+        if self.card is not None:
+            return self.card.attention
+        from .hardware import attention_kernel
+
+        return attention_kernel(self.model, device)
 
     def key(self, registries: Registries) -> dict[str, Any]:
         """The feature-store key of this model (see the module docstring)."""
@@ -115,10 +127,8 @@ class LoadedModel:
                "code_fingerprint": code_fingerprint(self.spec)}
         if role is None:
             return out
-        from .hardware import attention_kernel
-
         return {**out, "role": role, "capabilities": sorted(self.spec.capabilities),
-                "execution": {"channels_last": self.channels_last, "attention": attention_kernel(self.model, device)}}
+                "execution": {"channels_last": self.channels_last, "attention": self.attention(device)}}
 
 
 @dataclass(frozen=True)
@@ -173,23 +183,56 @@ class ModelLoader:
         return spec, plugin
 
     def load(self, name: str, capability: str | None = None, seed: int | None = None) -> LoadedModel:
-        """The model ``name``, built at most once per loader (and seed: ``seed`` overrides the run's for
-        models whose weights depend on it, e.g. a randomly initialised tower a head was trained on)."""
+        """The model ``name``, loaded at most once per loader (and seed: ``seed`` overrides the run's for
+        models whose weights depend on it, e.g. a randomly initialised tower a head was trained on).
+        With the cache on, a model whose card is remembered is not built until something is computed
+        (:mod:`harness.modelcard`)."""
         from dataclasses import replace
 
         spec, plugin = self.resolve(name, capability)
         execution = self.execution if seed is None else replace(self.execution, seed=seed)
         cache_key = (repr(spec), execution.seed)  # the whole spec: -p may change what a name resolves to
         if cache_key not in self._loaded:
-            from .hardware import use_channels_last
-
-            start = time.perf_counter()
-            ctx = LoadContext(execution, self)
-            model = build_model(spec, ctx)
-            channels_last = use_channels_last(model, self.execution.device)
-            self._loaded[cache_key] = LoadedModel(spec, plugin, model, time.perf_counter() - start, channels_last,
-                                                  tuple(ctx.parts))
+            self._loaded[cache_key] = self._load(spec, plugin, execution)
         return self._loaded[cache_key]
+
+    def _load(self, spec: ModelSpec, plugin: str, execution: ExecutionConfig) -> LoadedModel:
+        start = time.perf_counter()
+        identity, shelf = None, CardShelf(execution.root)
+        if execution.cache and spec.sources:
+            info = self.registries.pm.provenance.get(plugin)
+            identity = model_identity(spec, plugin, info.version if info else None, code_fingerprint(spec), execution)
+        card = shelf.read(identity) if identity else None
+        if card is not None:
+            methods = tuple(m for capability in sorted(spec.capabilities) for m in REQUIRED_METHODS[capability])
+            model = DeferredModel(card, methods, lambda: self._build_as_remembered(spec, execution, card, shelf, identity))
+            return LoadedModel(spec, plugin, model, time.perf_counter() - start, card.channels_last, (), card)
+        model, channels_last, parts = self._build(spec, execution)
+        card = ModelCard.of(model, channels_last, execution.device)
+        if identity and not parts:  # a composite's parts are recorded per run: it is always built
+            shelf.write(identity, card)
+        return LoadedModel(spec, plugin, model, time.perf_counter() - start, channels_last, parts, card)
+
+    def _build(self, spec: ModelSpec, execution: ExecutionConfig) -> tuple[Any, bool, tuple[Part, ...]]:
+        from .hardware import use_channels_last
+
+        ctx = LoadContext(execution, self)
+        model = build_model(spec, ctx)
+        return model, use_channels_last(model, execution.device), tuple(ctx.parts)
+
+    def _build_as_remembered(self, spec: ModelSpec, execution: ExecutionConfig, card: ModelCard, shelf: CardShelf,
+                             identity: str) -> Any:
+        """Build a deferred model; it must be the model its card describes."""
+        model, channels_last, _ = self._build(spec, execution)
+        built = ModelCard.of(model, channels_last, execution.device)
+        if not built.same_model(card):
+            shelf.write(identity, built)
+            raise PluginError(
+                f"model {spec.name!r}: built, it is not the model remembered for the same weight files "
+                f"(fingerprint {built.provenance['fingerprint'][:12]}, remembered {card.provenance['fingerprint'][:12]} "
+                f"in {shelf.path(identity)}): its plugin's sources ({spec.sources}) miss something that decides "
+                "its weights; the card is now replaced: run again")
+        return model
 
     def part(self, name: str, capability: str, role: str, execution: ExecutionConfig) -> Part:
         """A model loaded as a part of another (see :meth:`harness.LoadContext.part`)."""

@@ -50,6 +50,11 @@ class ModelSpec:
     (architecture, weights tag, local path, ...); ``revision`` pins hub weights. ``code_version``:
     a version the plugin bumps when its implementation changes what the model computes; without
     it the feature store keys the model by a hash of its plugin package's source files.
+    ``sources``: optional ``"module:function"``, ``sources(spec) -> list of paths | None``: the files
+    (or folders) whose bytes, with the spec, seed, code and library versions, determine the weights
+    (``[]``: nothing else, e.g. random initialisation); cheap, without importing the model's library.
+    With it, a warm run whose features are all cached does not build the model
+    (:mod:`harness.modelcard`); None (or no function): always built.
     """
 
     name: str
@@ -59,6 +64,7 @@ class ModelSpec:
     args: Mapping[str, Any] = field(default_factory=dict, compare=False)
     revision: str | None = None
     code_version: str | None = None
+    sources: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "capabilities", frozenset(self.capabilities))

@@ -73,15 +73,17 @@ class ModelFeatures:
         return getattr(self.model, "embed_dim", None)
 
     def images(self, column: str, split: str | None = None, output: str = "pooled",
-               rows: Sequence[int] | None = None) -> np.ndarray:
+               rows: Sequence[int] | None = None, *, preprocess: str | None = None) -> np.ndarray:
         """Image features of ``column`` of ``split`` (default: the evaluated rows), in row order:
         ``output="pooled"``: ``(N, D)``; ``"tokens@LAYER"``: ``(N, T, D)``. ``rows``: only these row
-        positions (e.g. a seeded subset of a train split), in that order; the rest are not extracted."""
+        positions (e.g. a seeded subset of a train split), in that order; the rest are not extracted.
+        ``preprocess``: a named model-independent transform (``"grain"``, ``"gvt"``, ``"sharelock"``:
+        :mod:`harness.preprocessing`) instead of the model's own (None or ``"model"``); cached apart."""
         data = self._context._split(split)
         if rows is not None:
             data = data.select(np.asarray(rows, dtype=np.int64))
         where = self._context.where if split is None else f"{self._context.where}: split {split!r}"
-        return self._features.images(data, column, where=where, output=output)
+        return self._features.images(data, column, where=where, output=output, preprocess=preprocess)
 
     def texts(self, strings: Sequence[str]) -> np.ndarray:
         """``(N, D)`` text features, in order (cached per text)."""
@@ -148,9 +150,9 @@ class TaskContext:
         return self._split(split).data
 
     def images(self, column: str, split: str | None = None, output: str = "pooled",
-               rows: Sequence[int] | None = None) -> np.ndarray:
+               rows: Sequence[int] | None = None, *, preprocess: str | None = None) -> np.ndarray:
         """Image features of the model under test (see :meth:`ModelFeatures.images`)."""
-        return self.features.images(column, split, output, rows)
+        return self.features.images(column, split, output, rows, preprocess=preprocess)
 
     def texts(self, strings: Sequence[str]) -> np.ndarray:
         """Text features of the model under test (see :meth:`ModelFeatures.texts`)."""

@@ -95,7 +95,7 @@ def test_schema_errors_name_file_and_field(tmp_path: Path, changes: dict, messag
         ({"metrics": ["accuracy", "f1"]}, r"metrics: 'f1' is not registered; allowed values: accuracy"),
         ({"columns": {"image": "img"}}, r"columns: kind 'zeroshot_classification' needs roles \['image', 'label'\]"),
         ({"params": {"temperature": 2}},
-         r"params: Additional properties.*'temperature'.*allowed keys: classnames, descriptors, grain_slash_rule, logit_scale, renormalize, templates"),
+         r"params: Additional properties.*'temperature'.*allowed keys: classnames, descriptors, grain_slash_rule, logit_scale, preprocess, renormalize, templates"),
         ({"params": {"logit_scale": -1}}, r"params.logit_scale: -1 is less than or equal to the minimum of 0"),
         ({"params": {"classnames": ["cat"]}}, r"params.classnames: \['cat'\] is too short"),
         ({"params": {"templates": []}}, r"params.templates: \[\] should be non-empty"),

@@ -25,6 +25,7 @@ from harness import ModelLoadError, ModelSpec, UnknownNameError
 
 PREFIX = "hf:"
 FACTORY = "harness_hf.encoder:load"
+SOURCES = "harness_hf.names:sources"
 #: Vision backbones: pooled embeddings and token-level outputs.
 IMAGE = frozenset({"image_embed", "image_tokens"})
 #: Dual encoders: the same, and text embeddings in the image embedding space.
@@ -102,7 +103,7 @@ def _local_spec(path: str) -> ModelSpec:
     return ModelSpec(
         name=name, factory=FACTORY, capabilities=capabilities,
         description=f"transformers model from the local directory {path}",
-        args={"path": path, "hub": False, "guessed": False},
+        args={"path": path, "hub": False, "guessed": False}, sources=SOURCES,
     )
 
 
@@ -141,3 +142,9 @@ def _read_json(path: str, name: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ModelLoadError(f"cannot load model {name!r}: {path} is not a JSON object")
     return data
+
+
+def sources(spec: ModelSpec) -> list[str] | None:
+    """The files a spec's weights come from (``ModelSpec.sources``): a local model directory; None
+    for hub models (their snapshot is found by transformers), so those are always built."""
+    return None if spec.args.get("hub") else [spec.args["path"]]

