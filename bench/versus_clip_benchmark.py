@@ -19,8 +19,9 @@ CLIP_benchmark first, even rounds last, so drifting load from other processes fa
    transform, a ``DataLoader`` over torchvision's ``ImageFolder(DATA/val)`` (``imagenet1k-unverified``
    is its one plain image-folder dataset; our class names and templates replace ImageNet's through the
    two custom files), ``zero_shot_classifier``, ``run_classification``, its metrics, its result JSON.
-   ``--no_amp``: fp32, as harness by default (on CPU its default ``amp`` would run both towers in
-   bfloat16 under autocast). Its console script (``.venv/bin/clip_benchmark eval ...``) cannot run in
+   ``--no_amp`` (``--precision fp32``, the default): fp32, as harness by default; ``--precision bf16``
+   keeps its default ``amp`` (on CPU: both towers under bfloat16 autocast) and gives harness ``--dtype
+   bf16``, the same autocast. Its console script (``.venv/bin/clip_benchmark eval ...``) cannot run in
    this environment, so the command is ``python WORK/clip_benchmark_eval.py DUMP eval ...``: a driver
    that applies three shims and calls the CLI's ``main()`` unchanged -- harness's
    ``ensure_torchvision`` (PyPI's CUDA torchvision cannot be imported next to CPU torch without it;
@@ -269,6 +270,9 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=None, help="scene image size (default: the spec's)")
     parser.add_argument("--batch-size", type=int, default=32, help="of both (CLIP_benchmark's default is 64)")
     parser.add_argument("--num-workers", default="auto", help="DataLoader workers of both (auto: harness's choice)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="fp32: CLIP_benchmark --no_amp, harness --dtype fp32; bf16: CLIP_benchmark's default amp "
+                             "(bfloat16 autocast on CPU), harness --dtype bf16 (the same autocast)")
     parser.add_argument("--pairs", type=int, default=3, help="rounds (CLIP_benchmark, harness cold, harness warm)")
     parser.add_argument("--harness", default=str(ROOT / ".venv" / "bin" / "harness"))
     parser.add_argument("--python", default=sys.executable, help="the interpreter CLIP_benchmark runs in")
@@ -340,20 +344,21 @@ def measure(args, spec, registries, work: Path, auto_workers, random_weights, to
     def commands(round_dir: Path) -> tuple[list[str], list[str], list[str]]:
         cb = [args.python, str(driver), str(round_dir / "cb-dump.json"), "eval", "--dataset", CB_DATASET,
               "--dataset_root", str(data), "--split", "test", "--task", "zeroshot_classification",
-              "--model_type", "open_clip", "--model", args.arch, "--pretrained", checkpoint, "--no_amp",
-              "--batch_size", str(args.batch_size), "--num_workers", str(workers),
+              "--model_type", "open_clip", "--model", args.arch, "--pretrained", checkpoint,
+              *(["--no_amp"] if args.precision == "fp32" else []), "--batch_size", str(args.batch_size), "--num_workers", str(workers),
               "--custom_classname_file", str(work / "classnames.json"),
               "--custom_template_file", str(work / "templates.json"),
               "--output", str(round_dir / "cb-result.json"), "--quiet"]
-        harness = [args.harness, "run", "--quiet", "--model", name, "--task", str(task), "--dtype", "fp32",
+        harness = [args.harness, "run", "--quiet", "--model", name, "--task", str(task), "--dtype", args.precision,
                    "--batch-size", str(args.batch_size), "--num-workers", str(workers),
                    "--cache-dir", str(round_dir / "cache")]
         return (cb, harness + ["--output-dir", str(round_dir / "cold")],
                 harness + ["--output-dir", str(round_dir / "warm")])
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"bench/versus_clip_benchmark.py: whole processes, open_clip {args.arch} (seeded random weights), fp32 "
-          f"(CLIP_benchmark --no_amp, harness --dtype fp32), task {spec.name}: {n} images ({spec.dataset.builder} "
+    print(f"bench/versus_clip_benchmark.py: whole processes, open_clip {args.arch} (seeded random weights), "
+          f"{'fp32 (CLIP_benchmark --no_amp' if args.precision == 'fp32' else 'bf16 autocast (CLIP_benchmark amp'}, "
+          f"harness --dtype {args.precision}), task {spec.name}: {n} images ({spec.dataset.builder} "
           f"{spec.dataset.config}) as PNG files in {data / 'val'}, {len(classes)} classes x {len(templates)} "
           f"templates, batch {args.batch_size}, workers {workers}, {args.pairs} rounds")
     print(f"machine: {os.cpu_count()} cpus ({cpus} usable), torch {torch.__version__} with "
