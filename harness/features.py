@@ -30,7 +30,7 @@ import numpy as np
 
 from .dataset import Split
 from .errors import DataError, IncompatibleError, PluginError, UnknownNameError
-from .execution import DEFAULT_SHARD_SIZE, autocast, split_on_oom
+from .execution import DEFAULT_SHARD_SIZE, forward_mode, split_on_oom
 from .featurestore import FeatureSet, FeatureStore, canonical_json, text_id
 from .imageloader import DecodeFailure, ImageRows, auto_workers, batches
 from .processgroup import ProcessGroup
@@ -333,9 +333,7 @@ class Features:
 
     @contextmanager
     def _precision(self) -> Iterator[None]:
-        import torch
-
-        with torch.inference_mode(), autocast(self.device, self.dtype):
+        with forward_mode(self.device, self.dtype):
             yield
 
     def _batch_size(self, rows: ImageRows, position: int, encode: Callable[[Any], Any]) -> int:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterator, Sequence
 
 from .errors import PluginError, blamed
-from .execution import autocast, is_out_of_memory, split_on_oom
+from .execution import forward_mode, is_out_of_memory, split_on_oom
 from .models import Generation, GenerationRequest, Loglikelihood, LoglikelihoodRequest
 from .processgroup import ProcessGroup
 from .responsestore import ResponseSet, request_key
@@ -156,12 +156,10 @@ class Generations:
 
     def _run(self, method: str, batch: list[Any]) -> list[dict[str, Any]]:
         """One batch through the model's ``method`` (split on out-of-memory), answers checked."""
-        import torch
-
         call = getattr(self.model, method)
 
         def run(part: list[Any]) -> list[dict[str, Any]]:
-            with torch.inference_mode(), autocast(self.device, self.dtype):
+            with forward_mode(self.device, self.dtype):
                 try:
                     answers = call(part)
                 except Exception as exc:

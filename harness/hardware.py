@@ -93,7 +93,7 @@ def attention_kernel(encoder: Any, device: str) -> str:
     return text
 
 
-def numerics(device: str, channels_last: bool, attention: str) -> dict[str, Any]:
+def numerics(device: str, dtype: str, channels_last: bool, attention: str) -> dict[str, Any]:
     """The settings that decide the low bits of the features (recorded in results)."""
     import torch
 
@@ -106,7 +106,7 @@ def numerics(device: str, channels_last: bool, attention: str) -> dict[str, Any]
         "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
         "attention": attention,
         "channels_last": channels_last,
-        "inference_mode": True,
+        "inference_mode": dtype == "fp32",  # else no_grad (harness.execution.forward_mode)
     }
 
 
