@@ -39,22 +39,29 @@ TINY_OPENCLIP_CONFIG = {
 }
 
 
+def save_tiny_openclip(root: Path, arch: str, config: dict, seed: int) -> tuple[object, Path]:
+    """Register the open_clip architecture ``arch`` (``config``), build it seeded and save its state
+    dict under ``root``: (the model, the checkpoint file)."""
+    import open_clip
+    import torch
+
+    (root / f"{arch}.json").write_text(json.dumps(config))
+    open_clip.add_model_config(root / f"{arch}.json")
+    torch.manual_seed(seed)
+    model = open_clip.create_model(arch, pretrained=None).eval()
+    checkpoint = root / f"{arch}.pt"
+    torch.save(model.state_dict(), checkpoint)
+    return model, checkpoint
+
+
 @pytest.fixture(scope="session")
 def tiny_openclip(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny open_clip architecture (registered with open_clip) and a seeded checkpoint file.
 
     Returns ``{"arch", "checkpoint", "name"}`` where ``name`` is the harness model name.
     """
-    import open_clip
-    import torch
-
-    root = tmp_path_factory.mktemp("tiny-openclip")
-    (root / f"{TINY_OPENCLIP_ARCH}.json").write_text(json.dumps(TINY_OPENCLIP_CONFIG))
-    open_clip.add_model_config(root / f"{TINY_OPENCLIP_ARCH}.json")
-    torch.manual_seed(0)
-    model = open_clip.create_model(TINY_OPENCLIP_ARCH, pretrained=None)
-    checkpoint = root / "tiny.pt"
-    torch.save(model.state_dict(), checkpoint)
+    _, checkpoint = save_tiny_openclip(tmp_path_factory.mktemp("tiny-openclip"), TINY_OPENCLIP_ARCH,
+                                       TINY_OPENCLIP_CONFIG, seed=0)
     return {"arch": TINY_OPENCLIP_ARCH, "checkpoint": checkpoint, "name": f"openclip:{TINY_OPENCLIP_ARCH}/{checkpoint}"}
 
 

@@ -18,6 +18,8 @@ from harness.featurestore import FeatureStore
 from harness.preprocessing import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, preprocessing
 from harness.result import read_result, validate_result
 
+from conftest import save_tiny_openclip
+
 torch = pytest.importorskip("torch")
 Image = pytest.importorskip("PIL.Image")
 transforms = pytest.importorskip("torchvision.transforms")
@@ -170,15 +172,7 @@ CONFIG_224 = {
 @pytest.fixture(scope="module")
 def tiny_clip_224(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny open_clip ViT at 224 px (the named preprocessings give 224x224): its checkpoint and harness name."""
-    import open_clip
-
-    root = tmp_path_factory.mktemp("tiny-clip-224")
-    (root / f"{ARCH_224}.json").write_text(json.dumps(CONFIG_224))
-    open_clip.add_model_config(root / f"{ARCH_224}.json")
-    torch.manual_seed(7)
-    model = open_clip.create_model(ARCH_224, pretrained=None).eval()
-    checkpoint = root / "tiny224.pt"
-    torch.save(model.state_dict(), checkpoint)
+    model, checkpoint = save_tiny_openclip(tmp_path_factory.mktemp("tiny-clip-224"), ARCH_224, CONFIG_224, seed=7)
     return {"name": f"openclip:{ARCH_224}/{checkpoint}", "model": model, "checkpoint": checkpoint}
 
 
