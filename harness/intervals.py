@@ -8,6 +8,7 @@ in chunks so memory stays bounded.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -19,13 +20,21 @@ _CHUNK_ELEMENTS = 4_000_000
 
 
 def wilson(successes: int, n: int) -> tuple[float, float] | None:
-    """Wilson score interval of ``successes / n`` (None when n == 0)."""
+    """Wilson score interval of ``successes / n`` (None when n == 0): the closed form, equal to scipy's
+    ``binomtest(k, n).proportion_ci(method="wilson")`` (tested), without importing scipy.stats (0.45 s,
+    most of a warm zero-shot run's metrics phase)."""
     if n <= 0:
         return None
-    from scipy.stats import binomtest
+    from statistics import NormalDist
 
-    ci = binomtest(int(successes), int(n)).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
-    return float(ci.low), float(ci.high)
+    z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
+    p, z2 = successes / n, z * z
+    denominator = 1 + z2 / n
+    center = (p + z2 / (2 * n)) / denominator
+    half = z / denominator * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    low = 0.0 if successes == 0 else max(0.0, center - half)  # exact at the ends, as scipy's
+    high = 1.0 if successes == n else min(1.0, center + half)
+    return low, high
 
 
 def reduce_scores(scores: np.ndarray, classes: np.ndarray | None) -> float:

@@ -55,6 +55,12 @@ def save_tiny_openclip(root: Path, arch: str, config: dict, seed: int) -> tuple[
 
 
 @pytest.fixture(scope="session")
+def openclip_saver():  # noqa: ANN201
+    """:func:`save_tiny_openclip`, for test modules' own tiny open_clip models."""
+    return save_tiny_openclip
+
+
+@pytest.fixture(scope="session")
 def tiny_openclip(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny open_clip architecture (registered with open_clip) and a seeded checkpoint file.
 

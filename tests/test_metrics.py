@@ -205,6 +205,12 @@ def test_wilson_matches_closed_form() -> None:
     assert high == pytest.approx(centre + half, abs=1e-9)
     assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == pytest.approx(1.0)
     assert wilson(0, 0) is None
+    from scipy.stats import binomtest  # harness computes it without importing scipy.stats
+
+    for n in (1, 2, 7, 50, 300, 50_000):
+        for k in sorted({0, 1, n // 3, n - 1, n}):
+            expected = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+            assert wilson(k, n) == pytest.approx((expected.low, expected.high), abs=1e-12), (k, n)
 
 
 def test_bootstrap_is_seeded_and_brackets_the_value() -> None:
@@ -237,3 +243,4 @@ def test_intervals_resample_whole_groups(metrics: Registry[MetricSpec]) -> None:
     assert grouped["mean_per_class_recall"]["ci95"] == [0.0, 1.0]
     one_group = score("k", ("accuracy",), metrics, {"logits": logits, "labels": labels, "groups": np.zeros(6)}, seed=0)
     assert one_group["accuracy"]["ci95"] is None and one_group["accuracy"]["interval"] == "none"
+

@@ -18,8 +18,6 @@ from harness.featurestore import FeatureStore
 from harness.preprocessing import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, preprocessing
 from harness.result import read_result, validate_result
 
-from conftest import save_tiny_openclip
-
 torch = pytest.importorskip("torch")
 Image = pytest.importorskip("PIL.Image")
 transforms = pytest.importorskip("torchvision.transforms")
@@ -170,9 +168,9 @@ CONFIG_224 = {
 
 
 @pytest.fixture(scope="module")
-def tiny_clip_224(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def tiny_clip_224(tmp_path_factory: pytest.TempPathFactory, openclip_saver) -> dict:  # noqa: ANN001
     """A tiny open_clip ViT at 224 px (the named preprocessings give 224x224): its checkpoint and harness name."""
-    model, checkpoint = save_tiny_openclip(tmp_path_factory.mktemp("tiny-clip-224"), ARCH_224, CONFIG_224, seed=7)
+    model, checkpoint = openclip_saver(tmp_path_factory.mktemp("tiny-clip-224"), ARCH_224, CONFIG_224, seed=7)
     return {"name": f"openclip:{ARCH_224}/{checkpoint}", "model": model, "checkpoint": checkpoint}
 
 
