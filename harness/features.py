@@ -30,7 +30,7 @@ import numpy as np
 
 from .dataset import Split
 from .errors import DataError, IncompatibleError, PluginError, UnknownNameError
-from .execution import DEFAULT_SHARD_SIZE, forward_mode, split_on_oom
+from .execution import DEFAULT_SHARD_SIZE, forward_mode, is_out_of_memory, split_on_oom
 from .featurestore import FeatureSet, FeatureStore, canonical_json, text_id
 from .imageloader import DecodeFailure, ImageRows, auto_workers, batches
 from .processgroup import ProcessGroup
@@ -89,6 +89,23 @@ def _named_preprocessing(name: str | None, where: str) -> Any:
         raise UnknownNameError(f"{where}: {exc}") from None
 
 
+def _said_of_named_input(encode: Callable[[Any], Any], preprocess: str, model: str) -> Callable[[Any], Any]:
+    """``encode``, a failure on a named preprocessing's images (e.g. 224x224 for a model made for 336)
+    said in one line naming both."""
+
+    def run(pixels: Any) -> Any:
+        try:
+            return encode(pixels)
+        except RuntimeError as exc:
+            if is_out_of_memory(exc):
+                raise
+            raise IncompatibleError(
+                f"model {model!r} failed on the {'x'.join(map(str, tuple(pixels.shape)[1:]))} images of preprocessing "
+                f"{preprocess!r} ({' '.join(str(exc).split())[:200]}); use the model's own (preprocess: model)") from None
+
+    return run
+
+
 def preprocess_fingerprint(encoder: Any, encoder_key: Mapping[str, Any]) -> str:
     """The encoder's ``preprocess_fingerprint``, else sha256 of the encoder key (see module docstring)."""
     own = getattr(encoder, "preprocess_fingerprint", None)
@@ -145,6 +162,8 @@ class Features:
             raise DataError(f"{where}: no column {column!r}; columns are {split.data.column_names}")
         output, layer = parse_output(output, layer)
         encode = self._image_function(output, layer)
+        if named is not None:
+            encode = _said_of_named_input(encode, named.name, self.name)
         name = "pooled" if output == "pooled" else f"tokens@{layer}"
         used = "model" if named is None else named.fingerprint
         if used not in self.preprocess_used:

@@ -249,11 +249,20 @@ def test_zeroshot_with_grain_preprocessing_never_reuses_the_models_features(
     assert matches(stored(sets[model_key]), direct_own)
     assert not matches(stored(sets["harness:grain-v1"]), direct_own)
 
-    # the result says which preprocessing fed the features (execution.preprocess; see harness/runner.py)
-    if "preprocess" not in grain["execution"]:
-        pytest.skip("harness/runner.py does not record execution.preprocess yet (features.preprocess_used)")
+    # the result says which preprocessing fed the features (execution.preprocess)
     assert own["execution"]["preprocess"] == ["model"]
     assert grain["execution"]["preprocess"] == again["execution"]["preprocess"] == ["harness:grain-v1"]
+
+
+def test_a_model_that_cannot_take_the_named_preprocessings_images_is_one_line(
+        tiny_openclip: dict, image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    spec = zeroshot_spec(tmp_path / "s", image_folder, "grain")  # the tiny model is made for 32 px
+    code = main(["run", "--quiet", "--model", tiny_openclip["name"], "--task", str(spec),
+                 "--output-dir", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1, err
+    assert "failed on the 3x224x224 images of preprocessing 'grain'" in err and "preprocess: model" in err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.json"))
 
 
 def test_the_result_schema_accepts_the_preprocess_record(tiny_openclip: dict, image_folder: Path,
