@@ -317,3 +317,46 @@ def test_imagenet_variant_specs_validate(capsys: pytest.CaptureFixture) -> None:
         spec = load_task_spec(path)
         assert len(spec.params["classnames"]) == expected[variant] and len(spec.params["templates"]) == 80
         assert spec.dataset.path is not None and spec.dataset.split == "test"
+
+
+GRAIN_FOLDERS = ("cifar10", "cifar100", "sun397", "stanford_cars", "dtd", "oxford_pets", "caltech101",
+                 "flowers102", "cub200", "places365", "food101")
+
+
+def test_the_real_grain11_suite_runs_once_its_folders_are_present(
+        openclip_saver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """The eleven shipped members of ``grain11`` (GRAIN's templates and preprocessing) on stand-in image
+    folders at their documented paths, with a tiny 224 px open_clip model, and the suite's table.
+    (ImageNet, reported apart, reads the official 1000-class layout: not stood in for here.)"""
+    from PIL import Image
+
+    home = tmp_path / "home"
+    for folder in GRAIN_FOLDERS:
+        path = home / "harness-data" / "grain" / folder
+        for index, name in enumerate(("alpha", "beta")):
+            (path / "test" / name).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (40, 30), (60 * index + 30 * i, 90, 200 - 60 * index)).save(
+                    path / "test" / name / f"{i}.png")
+    monkeypatch.setenv("HOME", str(home))
+    (tmp_path / "model").mkdir()
+    _, checkpoint = openclip_saver(tmp_path / "model", "harness-grain-suite-224",
+                                   {"embed_dim": 16, "vision_cfg": {"image_size": 224, "layers": 1, "width": 32,
+                                                                    "patch_size": 32, "head_width": 16},
+                                    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32,
+                                                 "heads": 2, "layers": 1}}, seed=3)
+    model = f"openclip:harness-grain-suite-224/{checkpoint}"
+    out = tmp_path / "results"
+    argv = [*P, "run", "--quiet", "--model", model, "--output-dir", str(out), "--cache-dir", str(tmp_path / "c")]
+    members = [a for name in GRAIN_FOLDERS for a in ("--task", f"grain_{name}")]
+    assert main([*argv, *members]) == 0
+    docs = [read_result(p) for p in out.rglob("*.json")]
+    assert sorted(d["task"]["name"] for d in docs) == sorted(f"grain_{n}" for n in GRAIN_FOLDERS)
+    for doc in docs:
+        assert doc["n_samples"]["evaluated"] == 4 and doc["execution"]["preprocess"] == ["harness:grain-v1"]
+        assert doc["cache"]["text_misses"] + doc["cache"]["text_hits"] == 2 * 46  # 2 classes x 46 templates
+    board = tmp_path / "board.md"
+    assert main([*P, "leaderboard", str(out), "-o", str(board)]) == 0
+    section = board.read_text().split("## suite grain11 v1")[1]
+    mean = 100 * np.mean([d["main_score"]["value"] for d in docs])
+    assert "mean of 11 tasks" in section and f"{mean:.1f}" in section and "11/11" in section
