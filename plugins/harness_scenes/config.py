@@ -49,21 +49,32 @@ class SceneConfig:
     @property
     def fingerprint(self) -> str:
         """sha256(version, canonical config, split), 32 hex digits: the ``datasets`` fingerprint."""
-        return _digest({"version": VERSION, "config": self.canonical(), "split": self.split})[:32]
+        return digest({"version": VERSION, "config": self.canonical(), "split": self.split})[:32]
 
     @property
     def scene_key(self) -> str:
         """8 hex digits naming what the rows look like, ``n`` aside (rows are prefix-stable in ``n``)."""
-        return _digest({"version": VERSION, "config": self.canonical(with_n=False)})[:8]
+        return digest({"version": VERSION, "config": self.canonical(with_n=False)})[:8]
 
     @property
     def split_seed(self) -> int:
         """The seed of this split: derived from (seed, split), so splits differ but reproduce."""
-        return int(_digest({"seed": self.seed, "split": self.split})[:16], 16)
+        return int(digest({"seed": self.seed, "split": self.split})[:16], 16)
 
 
-def _digest(value: Any) -> str:
+def digest(value: Any) -> str:
+    """sha256 (hex) of ``value``'s canonical JSON: the scenes builders' ids, keys and fingerprints."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def with_max_objects(config: Mapping[str, Any], default: int) -> dict[str, Any]:
+    """A copy of a question builder's ``config`` with ``max_objects`` defaulting to ``default`` (or
+    to ``min_objects`` when that is larger)."""
+    config = dict(config)
+    if "max_objects" not in config:
+        low = config.get("min_objects", 1)
+        config["max_objects"] = max(default, low) if isinstance(low, int) else default
+    return config
 
 
 def _fail(message: str) -> ValueError:

@@ -31,7 +31,6 @@ version, the task and the scenes split's fingerprint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Mapping
@@ -39,7 +38,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from .builder import build as build_scenes
-from .config import parse
+from .config import digest, parse, with_max_objects
+from .scene import pick
 from .vocabulary import article, plural
 
 if TYPE_CHECKING:
@@ -77,23 +77,11 @@ IDENTIFY_TEMPLATES = (
 
 
 def _config(config: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
-    config = dict(config or {})
+    config = with_max_objects(config or {}, DEFAULT_MAX_OBJECTS)
     task = config.pop("task", "count")
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-    if "max_objects" not in config:
-        low = config.get("min_objects", 1)
-        config["max_objects"] = max(DEFAULT_MAX_OBJECTS, low) if isinstance(low, int) else DEFAULT_MAX_OBJECTS
     return config, task
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _pick(rng: np.random.Generator, options: Any) -> Any:
-    options = list(options)
-    return options[int(rng.integers(len(options)))]
 
 
 def count_question(rng: np.random.Generator, objects: list[dict[str, Any]], shapes: tuple[str, ...],
@@ -101,14 +89,14 @@ def count_question(rng: np.random.Generator, objects: list[dict[str, Any]], shap
     """A counting question about one scene: family, target class, question, count."""
     family = FAMILIES[int(rng.choice(len(FAMILIES), p=FAMILY_WEIGHTS))]
     if family == "total":
-        noun = _pick(rng, TOTAL_NOUNS)
-        return {"family": family, "target": "objects", "question": _pick(rng, COUNT_TEMPLATES).format(n=noun),
+        noun = pick(rng, TOTAL_NOUNS)
+        return {"family": family, "target": "objects", "question": pick(rng, COUNT_TEMPLATES).format(n=noun),
                 "count": len(objects)}
     key, classes = ("shape", shapes) if family == "shape" else ("color", colors)
     present = sorted({o[key] for o in objects})
-    target = _pick(rng, present) if rng.random() < PRESENT_P else _pick(rng, classes)
-    noun = plural(target) if family == "shape" else f"{target} {_pick(rng, ('objects', 'shapes'))}"
-    return {"family": family, "target": target, "question": _pick(rng, COUNT_TEMPLATES).format(n=noun),
+    target = pick(rng, present) if rng.random() < PRESENT_P else pick(rng, classes)
+    noun = plural(target) if family == "shape" else f"{target} {pick(rng, ('objects', 'shapes'))}"
+    return {"family": family, "target": target, "question": pick(rng, COUNT_TEMPLATES).format(n=noun),
             "count": sum(o[key] == target for o in objects)}
 
 
@@ -117,8 +105,8 @@ def identify_question(rng: np.random.Generator, objects: list[dict[str, Any]],
     """A yes/no question whether a shape is in one scene (half yes, when an absent shape exists)."""
     counts = Counter(o["shape"] for o in objects)
     absent = [s for s in shapes if s not in counts]
-    shape = _pick(rng, absent) if absent and rng.random() < 0.5 else _pick(rng, sorted(counts))
-    question = _pick(rng, IDENTIFY_TEMPLATES).format(s=shape, a=article(shape), p=plural(shape))
+    shape = pick(rng, absent) if absent and rng.random() < 0.5 else pick(rng, sorted(counts))
+    question = pick(rng, IDENTIFY_TEMPLATES).format(s=shape, a=article(shape), p=plural(shape))
     return {"family": "shape", "target": shape, "question": question, "count": counts[shape]}
 
 
@@ -131,7 +119,7 @@ def build(config: Mapping[str, Any] | None, split: str, execution: ExecutionConf
     cfg = parse(config, split)
     scenes = build_scenes(config, split, execution)
     raw = scenes.cast_column("image", datasets.Image(decode=False))
-    key = _digest({"version": VERSION, "task": task, "config": cfg.canonical(with_n=False)})[:8]
+    key = digest({"version": VERSION, "task": task, "config": cfg.canonical(with_n=False)})[:8]
     columns: dict[str, list[Any]] = {name: [] for name in (
         "id", "scene_id", "image", "question", "answer", "count", "n_objects", "family", "target")}
     for index, (scene_id, image, objects) in enumerate(zip(raw["id"], raw["image"], raw["objects"])):
@@ -160,5 +148,5 @@ def build(config: Mapping[str, Any] | None, split: str, execution: ExecutionConf
                                 description=f"scenes counting v{VERSION} ({task}), split {split}: "
                                 f"{json.dumps(cfg.canonical())}")
     data = datasets.Dataset.from_dict(columns, features=features, info=info, split=split)
-    data._fingerprint = _digest({"version": VERSION, "task": task, "scenes": cfg.fingerprint})[:32]
+    data._fingerprint = digest({"version": VERSION, "task": task, "scenes": cfg.fingerprint})[:32]
     return data

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .config import SceneConfig
 from .vocabulary import COLORS, join, quantity
+
+
+def pick(rng: np.random.Generator, options: Any) -> Any:
+    """One of ``options``, drawn with ``rng`` (the question builders' seeded choice)."""
+    options = list(options)
+    return options[int(rng.integers(len(options)))]
 
 #: Largest circumradius of an object, as a fraction of the image size, in a one-object config.
 LARGEST = 0.40

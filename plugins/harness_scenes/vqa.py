@@ -39,7 +39,6 @@ builder's version and the scenes split's fingerprint.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Mapping
@@ -47,7 +46,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from .builder import build as build_scenes
-from .config import parse
+from .config import digest, parse, with_max_objects
+from .scene import pick
 from .vocabulary import NUMBER_WORDS, article, plural
 
 if TYPE_CHECKING:
@@ -82,23 +82,6 @@ SHAPE_MISSES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _config(config: Mapping[str, Any] | None) -> dict[str, Any]:
-    config = dict(config or {})
-    if "max_objects" not in config:
-        low = config.get("min_objects", 1)
-        config["max_objects"] = max(DEFAULT_MAX_OBJECTS, low) if isinstance(low, int) else DEFAULT_MAX_OBJECTS
-    return config
-
-
-def _digest(value: Any) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def _pick(rng: np.random.Generator, options: Any) -> Any:
-    options = list(options)
-    return options[int(rng.integers(len(options)))]
-
-
 def _question(rng: np.random.Generator, objects: list[dict[str, Any]], shapes: tuple[str, ...],
               colors: tuple[str, ...]) -> dict[str, str]:
     """The family, question, types and canonical answer of one scene."""
@@ -110,30 +93,30 @@ def _question(rng: np.random.Generator, objects: list[dict[str, Any]], shapes: t
         if family == "colour":
             single = [o for o in objects if shape_count[o["shape"]] == 1]
             if single:
-                obj = _pick(rng, single)
+                obj = pick(rng, single)
                 return {"family": family, "question": f"What color is the {obj['shape']}?",
                         "question_type": "what color is the", "answer_type": "other", "answer": obj["color"]}
         elif family == "shape":
             single = [o for o in objects if color_count[o["color"]] == 1]
             if single:
-                obj = _pick(rng, single)
+                obj = pick(rng, single)
                 return {"family": family, "question": f"What shape is the {obj['color']} object?",
                         "question_type": "what shape is the", "answer_type": "other", "answer": obj["shape"]}
         elif family == "count":
             absent = [s for s in shapes if s not in shape_count]
-            shape = _pick(rng, absent) if absent and rng.random() < 0.25 else _pick(rng, sorted(shape_count))
+            shape = pick(rng, absent) if absent and rng.random() < 0.25 else pick(rng, sorted(shape_count))
             return {"family": family, "question": f"How many {plural(shape)} are there?",
                     "question_type": "how many", "answer_type": "number", "answer": str(shape_count[shape])}
         else:
             if rng.random() < 0.5:
-                color, shape = _pick(rng, sorted(pairs))
+                color, shape = pick(rng, sorted(pairs))
                 answer = "yes"
             else:
-                shape = _pick(rng, sorted(shape_count))
+                shape = pick(rng, sorted(shape_count))
                 others = [c for c in colors if (c, shape) not in pairs]
                 if not others:
                     continue
-                color, answer = _pick(rng, others), "no"
+                color, answer = pick(rng, others), "no"
             return {"family": family, "question": f"Is there {article(color)} {color} {shape}?",
                     "question_type": "is there a", "answer_type": "yes/no", "answer": answer}
     raise AssertionError("unreachable: a count question can always be asked")
@@ -144,23 +127,23 @@ def _variant(family: str, answer: str, rng: np.random.Generator) -> str:
     if family == "count":
         count = int(answer)
         if count == 0:
-            return _pick(rng, ("none", "zero"))
+            return pick(rng, ("none", "zero"))
         return NUMBER_WORDS[count] if count <= 10 else answer
     if family == "shape":
-        return _pick(rng, (f"a {answer}", answer.capitalize(), f"{answer}."))
-    return _pick(rng, (answer.capitalize(), f"{answer}."))
+        return pick(rng, (f"a {answer}", answer.capitalize(), f"{answer}."))
+    return pick(rng, (answer.capitalize(), f"{answer}."))
 
 
 def _miss(family: str, answer: str, rng: np.random.Generator) -> str:
     """A near miss: a plausible wrong answer."""
     if family == "colour":
-        return _pick(rng, COLOR_MISSES.get(answer, ("gray",)))
+        return pick(rng, COLOR_MISSES.get(answer, ("gray",)))
     if family == "shape":
-        return _pick(rng, SHAPE_MISSES.get(answer, ("circle",)))
+        return pick(rng, SHAPE_MISSES.get(answer, ("circle",)))
     if family == "count":
         count = int(answer)
         options = [str(count + 1)] + ([str(count - 1)] if count > 0 else ["no"]) + (["many"] if count > 3 else [])
-        return _pick(rng, options)
+        return pick(rng, options)
     return "no" if answer == "yes" else "yes"
 
 
@@ -184,11 +167,11 @@ def build(config: Mapping[str, Any] | None, split: str, execution: ExecutionConf
     builder (and its cache). Raises ``ValueError`` (one line) for a bad config or split."""
     import datasets
 
-    config = _config(config)
+    config = with_max_objects(config or {}, DEFAULT_MAX_OBJECTS)
     cfg = parse(config, split)
     scenes = build_scenes(config, split, execution)
     raw = scenes.cast_column("image", datasets.Image(decode=False))
-    key = _digest({"version": VERSION, "config": cfg.canonical(with_n=False)})[:8]
+    key = digest({"version": VERSION, "config": cfg.canonical(with_n=False)})[:8]
     columns: dict[str, list[Any]] = {name: [] for name in (
         "id", "scene_id", "image", "question", "question_id", "answers", "answer_type", "question_type",
         "multiple_choice_answer", "true_answer")}
@@ -215,5 +198,5 @@ def build(config: Mapping[str, Any] | None, split: str, execution: ExecutionConf
     info = datasets.DatasetInfo(features=features, dataset_name="scenes_vqa",
                                 description=f"scenes VQA v{VERSION}, split {split}: {json.dumps(cfg.canonical())}")
     data = datasets.Dataset.from_dict(columns, features=features, info=info, split=split)
-    data._fingerprint = _digest({"version": VERSION, "scenes": cfg.fingerprint})[:32]
+    data._fingerprint = digest({"version": VERSION, "scenes": cfg.fingerprint})[:32]
     return data
