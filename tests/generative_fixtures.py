@@ -41,20 +41,28 @@ CHAT_TEMPLATE = (
 INIT = 0.4  # initializer_range: large enough that answers depend on prompts and images
 
 
+def byte_level_bpe(specials: list[str]):  # noqa: ANN201
+    """A byte-level BPE (a ``tokenizers.Tokenizer``) trained on CORPUS with ``specials``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
+        vocab_size=320, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    return tok
+
+
 def tokenizer(template: str, padding_side: str = "right"):  # noqa: ANN201
     """A byte-level BPE trained on CORPUS, wrapped as a transformers fast tokenizer.
 
     ``template``: ``"bos"`` prefixes ``<s>`` (Llama-style), ``"eos"`` appends ``</s>`` (T5-style),
     ``"none"`` adds nothing (GPT-2-style)."""
     import transformers
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import processors
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
-        vocab_size=320, special_tokens=SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
+    tok = byte_level_bpe(SPECIALS)
     if template == "bos":
         tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", BOS)])
     elif template == "eos":
@@ -106,14 +114,8 @@ QWEN_TEMPLATE = (
 def build_qwen2vl(root: Path) -> Path:
     import torch
     import transformers
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
-        vocab_size=320, special_tokens=QWEN_SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
+    tok = byte_level_bpe(QWEN_SPECIALS)
     tokenizer = transformers.PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
         extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"})

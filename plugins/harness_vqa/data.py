@@ -248,6 +248,18 @@ def build_vqa_json(config: Mapping[str, Any] | None, split: str,
     return _dataset("vqa_json", columns, images, sources, pattern, split, execution)
 
 
+def _all_or_none_answered(entries: list[Any], what: str, path: Path) -> bool:
+    """Whether the questions of a file with one entry per question have answers: all of them or none
+    (one-line DataError otherwise, and for a file without questions)."""
+    if not entries:
+        raise DataError(f"{what} {str(path)!r} has no questions")
+    with_answers = sum("answers" in e for e in entries)
+    if with_answers not in (0, len(entries)):
+        raise DataError(f"{what} {str(path)!r}: {with_answers} of {len(entries)} questions have answers; "
+                        "all or none must")
+    return bool(with_answers)
+
+
 def build_textvqa_json(config: Mapping[str, Any] | None, split: str,
                        execution: ExecutionConfig | None = None) -> datasets.Dataset:
     """Builder ``textvqa_json``: TextVQA's ``TextVQA_0.5.1_{train,val,test}.json`` (``annotations``)
@@ -258,12 +270,7 @@ def build_textvqa_json(config: Mapping[str, Any] | None, split: str,
     pattern = config.get("image_pattern", DEFAULT_PATTERNS["textvqa_json"])
     apath = paths["annotations"]
     entries = _entries(_read_json(apath, "TextVQA file"), "data", "TextVQA file", apath)
-    if not entries:
-        raise DataError(f"TextVQA file {str(apath)!r} has no questions")
-    with_answers = sum("answers" in e for e in entries)
-    if with_answers not in (0, len(entries)):
-        raise DataError(f"TextVQA file {str(apath)!r}: {with_answers} of {len(entries)} questions have answers; "
-                        "all or none must")
+    with_answers = _all_or_none_answered(entries, "TextVQA file", apath)
     rows, columns = [], {"question_id": [], "image_id": [], "question": []}
     if with_answers:
         columns["answers"] = []
@@ -296,12 +303,7 @@ def build_vizwiz_json(config: Mapping[str, Any] | None, split: str,
     pattern = config.get("image_pattern", DEFAULT_PATTERNS["vizwiz_json"])
     apath = paths["annotations"]
     entries = _entries(_read_json(apath, "VizWiz file"), None, "VizWiz file", apath)
-    if not entries:
-        raise DataError(f"VizWiz file {str(apath)!r} has no questions")
-    with_answers = sum("answers" in e for e in entries)
-    if with_answers not in (0, len(entries)):
-        raise DataError(f"VizWiz file {str(apath)!r}: {with_answers} of {len(entries)} questions have answers; "
-                        "all or none must")
+    with_answers = _all_or_none_answered(entries, "VizWiz file", apath)
     rows, columns = [], {"question_id": [], "image_id": [], "question": []}
     if with_answers:
         columns["answers"], columns["answer_type"] = [], []
