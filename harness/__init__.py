@@ -38,7 +38,7 @@ _EXPORTS = {
     # what task kinds and trainers receive
     "taskkind": ("TaskContext", "TaskKind", "ModelFeatures", "Compute"),
     "training": ("TrainContext", "TrainData", "TrainModel"),
-    "dataset": ("subset_indices", "builder_paths", "builder_images"),
+    "dataset": ("subset_indices", "builder_paths", "builder_images", "builder_json"),
     "imageloader": ("decode_image",),
     "preprocessing": ("PREPROCESSINGS", "preprocessing_choices"),
     # errors a plugin raises (each is one line for the user)

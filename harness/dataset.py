@@ -237,6 +237,27 @@ def builder_paths(config: Mapping[str, Any], builder: str, allowed: Iterable[str
     return paths
 
 
+def builder_json(path: Path, what: str, max_bytes: int, lines: bool = False) -> Any:
+    """The JSON document in ``path`` (``lines``: a list of the JSON values of its non-blank lines),
+    refused in one DataError line when larger than ``max_bytes``, unreadable or not valid JSON
+    (``what`` names the file: ``"annotations file"``). Public API for dataset builders
+    (``harness.builder_json``)."""
+    import json
+
+    try:
+        if path.stat().st_size > max_bytes:
+            raise DataError(f"{what} {str(path)!r} is larger than {max_bytes} bytes")
+        text = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        if lines:
+            return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise DataError(f"{what} {str(path)!r} is not valid JSON: {str(exc).splitlines()[0]}") from None
+
+
 def builder_images(folder: Path, names: Sequence[str], labels: Sequence[str], where: str,
                    rows: str = "records") -> list[Path]:
     """``folder / name`` for every row, all checked to exist as files (each folder listed once, not a

@@ -55,7 +55,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from harness import DataError, FileDigests, builder_images, builder_paths
+from harness import DataError, FileDigests, builder_images, builder_json, builder_paths
 
 from .parsing import yesno_strict
 
@@ -90,23 +90,8 @@ def _config(config: Mapping[str, Any] | None, builder: str) -> tuple[dict[str, A
     return config, paths, where
 
 
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        if path.stat().st_size > MAX_JSON_BYTES:
-            raise DataError(f"{what} {str(path)!r} is larger than {MAX_JSON_BYTES} bytes")
-        text = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        if path.suffix == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise DataError(f"{what} {str(path)!r} is not valid JSON: {str(exc).splitlines()[0]}") from None
-
-
 def _records(path: Path, what: str) -> list[dict[str, Any]]:
-    doc = _read_json(path, what)
+    doc = builder_json(path, what, MAX_JSON_BYTES, lines=path.suffix == ".jsonl")
     if not isinstance(doc, list):
         raise DataError(f"{what} {str(path)!r} is not a JSON list of records")
     if not doc:

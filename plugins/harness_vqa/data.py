@@ -47,7 +47,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from harness import DataError, FileDigests, builder_images, builder_paths
+from harness import DataError, FileDigests, builder_images, builder_json, builder_paths
 
 if TYPE_CHECKING:
     import datasets
@@ -72,19 +72,6 @@ MAX_JSON_BYTES = 2 << 30
 def _paths(config: Mapping[str, Any], builder: str) -> dict[str, Path]:
     return builder_paths(config, builder, KEYS[builder], REQUIRED[builder], files=("questions", "annotations"),
                          folders=("images",))
-
-
-def _read_json(path: Path, what: str) -> Any:
-    try:
-        size = path.stat().st_size
-        if size > MAX_JSON_BYTES:
-            raise DataError(f"{what} {str(path)!r} is larger than {MAX_JSON_BYTES} bytes")
-        with open(path, "rb") as handle:
-            return json.loads(handle.read())
-    except OSError as exc:
-        raise DataError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
-    except (ValueError, RecursionError) as exc:
-        raise DataError(f"{what} {str(path)!r} is not valid JSON: {str(exc).splitlines()[0]}") from None
 
 
 def _is_int(value: Any) -> bool:
@@ -193,7 +180,7 @@ def build_vqa_json(config: Mapping[str, Any] | None, split: str,
         raise DataError(f"{where}: config.image_pattern must be a non-empty string and config.answer_field "
                         f"'answer' or 'raw_answer' (got {pattern!r}, {field!r})")
     qpath = paths["questions"]
-    qdoc = _read_json(qpath, "questions file")
+    qdoc = builder_json(qpath, "questions file", MAX_JSON_BYTES)
     questions = _entries(qdoc, "questions", "questions file", qpath)
     if not questions:
         raise DataError(f"questions file {str(qpath)!r} has no questions")
@@ -212,7 +199,8 @@ def build_vqa_json(config: Mapping[str, Any] | None, split: str,
     if "annotations" in paths:
         apath = paths["annotations"]
         sources.append(apath)
-        annotations = _entries(_read_json(apath, "annotations file"), "annotations", "annotations file", apath)
+        annotations = _entries(builder_json(apath, "annotations file", MAX_JSON_BYTES), "annotations",
+                               "annotations file", apath)
         by_id: dict[int, dict[str, Any]] = {}
         for i, entry in enumerate(annotations):
             question = _field(entry, "question_id", _is_int, "an integer", "annotations file", apath, f"entry {i}")
@@ -269,7 +257,7 @@ def build_textvqa_json(config: Mapping[str, Any] | None, split: str,
     paths = _paths(config, "textvqa_json")
     pattern = config.get("image_pattern", DEFAULT_PATTERNS["textvqa_json"])
     apath = paths["annotations"]
-    entries = _entries(_read_json(apath, "TextVQA file"), "data", "TextVQA file", apath)
+    entries = _entries(builder_json(apath, "TextVQA file", MAX_JSON_BYTES), "data", "TextVQA file", apath)
     with_answers = _all_or_none_answered(entries, "TextVQA file", apath)
     rows, columns = [], {"question_id": [], "image_id": [], "question": []}
     if with_answers:
@@ -302,7 +290,7 @@ def build_vizwiz_json(config: Mapping[str, Any] | None, split: str,
     paths = _paths(config, "vizwiz_json")
     pattern = config.get("image_pattern", DEFAULT_PATTERNS["vizwiz_json"])
     apath = paths["annotations"]
-    entries = _entries(_read_json(apath, "VizWiz file"), None, "VizWiz file", apath)
+    entries = _entries(builder_json(apath, "VizWiz file", MAX_JSON_BYTES), None, "VizWiz file", apath)
     with_answers = _all_or_none_answered(entries, "VizWiz file", apath)
     rows, columns = [], {"question_id": [], "image_id": [], "question": []}
     if with_answers:
