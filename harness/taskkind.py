@@ -237,6 +237,40 @@ class TaskContext:
                                 f"({len(bad)} such rows)")
         return labels
 
+    def class_labels(self, role: str = "label") -> tuple[list[str], np.ndarray]:
+        """The class names and the evaluated labels of ``role``, checked against each other over the whole
+        split (so a ``--limit`` subset is refused or accepted alike), one line each:
+
+        * :meth:`class_names` gives exactly one name per ClassLabel class of the column, when it has some;
+        * no label may reach past the last name (fewer names than classes);
+        * without ClassLabel names, ``params.classnames`` may not name more classes than the labels reach
+          (extra names would be extra distractor classes, silently changing the task);
+        * the evaluated rows must include a labelled one. Negative labels (unlabelled rows) pass; the
+          metrics leave them out.
+        """
+        names = self.class_names(role)
+        column, given = self.column(role), "classnames" in self.params
+        source = "params.classnames" if given else f"the class names of column {column!r}"
+        labels = self.labels(role)
+        whole = self.labels(role, split=self.split)
+        beyond = whole[whole >= len(names)]  # the evaluated rows are some of these
+        if len(beyond):
+            raise DataError(f"{self.where}: column {column!r}: label {int(beyond[0])} outside [0, {len(names)}) "
+                            f"of {source} ({len(beyond)} such rows in split {self.split!r}); give one name per class, "
+                            "in label order")
+        if not len(labels):
+            raise DataError(f"{self.where}: split {self.split!r} has no rows to evaluate")
+        if not (labels >= 0).any():
+            raise DataError(f"{self.where}: column {column!r}: no evaluated row has a label "
+                            f"(all {len(labels)} are negative)")
+        labelled = getattr(self.rows().features.get(column), "names", None)
+        top = int(whole.max())
+        if given and not labelled and top + 1 < len(names):
+            raise SpecError(f"{self.where}: params.classnames: {len(names)} names, but the labels of column "
+                            f"{column!r} in split {self.split!r} only reach {top} ({top + 1} classes); give one "
+                            "name per class, in label order")
+        return names, labels
+
     def bar(self, iterable: Iterable[Any] | None = None, *, desc: str, total: int | None = None) -> Any:
         """A progress bar (tqdm) for a kind's own loops, e.g. training epochs; silent with
         ``--quiet``, when stderr is not a terminal, and on ranks other than 0."""

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from harness import (IMAGE_PLACEHOLDER, DataError, GenerationRequest, LoglikelihoodRequest, SpecError, TaskContext,
+from harness import (IMAGE_PLACEHOLDER, GenerationRequest, LoglikelihoodRequest, SpecError, TaskContext,
                      decode_image)
 
 #: Rows whose images are decoded and sent to the model per call.
@@ -84,19 +84,7 @@ def _objects(values: list[Any]) -> np.ndarray:
 
 def checked(ctx: TaskContext) -> tuple[list[str], np.ndarray, str]:
     """Class names, evaluated labels and the formatted prompt, checked (one-line errors)."""
-    names = ctx.class_names()
-    column = ctx.column("label")
-    labels = ctx.labels()
-    whole = ctx.labels(split=ctx.split)
-    beyond = whole[whole >= len(names)]
-    if len(beyond):
-        raise DataError(f"{ctx.where}: column {column!r}: label {int(beyond[0])} outside [0, {len(names)}) of the "
-                        f"class names ({len(beyond)} such rows in split {ctx.split!r}); give one name per class, "
-                        "in label order")
-    if not len(labels):
-        raise DataError(f"{ctx.where}: split {ctx.split!r} has no rows to evaluate")
-    if not (labels >= 0).any():
-        raise DataError(f"{ctx.where}: column {column!r}: no evaluated row has a label (all {len(labels)} are negative)")
+    names, labels = ctx.class_labels()
     seen: dict[str, int] = {}
     for i, name in enumerate(names):
         forms = variants(name)

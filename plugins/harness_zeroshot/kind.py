@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from harness import DataError, SpecError, TaskContext
+from harness import SpecError, TaskContext
 
 #: Descriptors starting with these words get " which " (GRAIN / Menon & Vondrick).
 WHICH_WORDS = ("has", "often", "typically", "may", "can")
@@ -124,51 +124,16 @@ def checked_descriptors(ctx: TaskContext, names: Sequence[str]) -> Mapping[str, 
     return descriptors
 
 
-def checked_classes(ctx: TaskContext) -> tuple[list[str], np.ndarray]:
-    """The class names and the evaluated labels, checked against each other over the whole split (so a
-    ``--limit`` subset is refused or accepted alike):
-
-    * ``ctx.class_names`` gives exactly one name per ClassLabel class of the column, when it has some;
-    * no label may reach past the last name (fewer names than classes);
-    * without ClassLabel names, ``params.classnames`` may not name more classes than the labels reach
-      (extra names would be extra distractor classes, silently changing the task);
-    * the evaluated rows must include a labelled one. Negative labels (unlabelled rows) pass; the
-      metrics leave them out.
-    """
-    names = ctx.class_names()
-    column, given = ctx.column("label"), "classnames" in ctx.params
-    source = "params.classnames" if given else f"the class names of column {column!r}"
-    labels = ctx.labels()
-    whole = ctx.labels(split=ctx.split)
-    beyond = whole[whole >= len(names)]  # the evaluated rows are some of these
-    if len(beyond):
-        raise DataError(f"{ctx.where}: column {column!r}: label {int(beyond[0])} outside [0, {len(names)}) "
-                        f"of {source} ({len(beyond)} such rows in split {ctx.split!r}); give one name per class, "
-                        "in label order")
-    if not len(labels):
-        raise DataError(f"{ctx.where}: split {ctx.split!r} has no rows to evaluate")
-    if not (labels >= 0).any():
-        raise DataError(f"{ctx.where}: column {column!r}: no evaluated row has a label "
-                        f"(all {len(labels)} are negative)")
-    labelled = getattr(ctx.rows().features.get(column), "names", None)
-    top = int(whole.max())
-    if given and not labelled and top + 1 < len(names):
-        raise SpecError(f"{ctx.where}: params.classnames: {len(names)} names, but the labels of column {column!r} "
-                        f"in split {ctx.split!r} only reach {top} ({top + 1} classes); give one name per class, "
-                        "in label order")
-    return names, labels
-
-
 class ZeroShotClassification:
     """Task kind ``zeroshot_classification``: returns ``logits (N, C)`` and ``labels (N,)``."""
 
     def check(self, ctx: TaskContext) -> None:
         """Class names against labels, and descriptors against class names, before any model loads."""
-        names, _ = checked_classes(ctx)
+        names, _ = ctx.class_labels()
         checked_descriptors(ctx, names)
 
     def evaluate(self, ctx: TaskContext) -> dict[str, Any]:
-        names, labels = checked_classes(ctx)
+        names, labels = ctx.class_labels()
         descriptors = checked_descriptors(ctx, names)
         texts, counts = class_texts(names, list(ctx.params["templates"]), descriptors,
                                     bool(ctx.params.get("grain_slash_rule", False)))
