@@ -44,6 +44,7 @@ ensure_torchvision()
 import torch  # noqa: E402
 import transformers  # noqa: E402
 
+from harness.execution import forward_mode  # noqa: E402
 from harness.features import Features  # noqa: E402
 from harness_lm.language import LanguageModelEncoder, recipe_for  # noqa: E402
 from harness_lm.pooling import last_token, position_ids  # noqa: E402
@@ -104,7 +105,7 @@ def ceiling(model: torch.nn.Module, batches: list[dict[str, torch.Tensor]], feat
     """Seconds for the forward pass and last-token pooling over pre-tokenised batches on the device."""
     sync(features.device)
     start = time.perf_counter()
-    with features._precision():  # inference mode and autocast exactly as the harness applies them
+    with forward_mode(features.device, features.dtype):  # no autograd and autocast exactly as the harness applies them
         for batch in batches:
             states = model(**batch, return_dict=True).last_hidden_state
             last_token(states, batch["attention_mask"])

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .atomicfile import file_lock, read_regular, write_text_atomic
-from .execution import cache_root, free_accelerator_memory, is_out_of_memory
+from .execution import cache_root, forward_mode, free_accelerator_memory, is_out_of_memory
 from .featurestore import canonical_json
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def resolve_auto(features: Features, sample: Any, encode: Callable[[Any], Any], 
 
     def trial(size: int) -> None:
         pixels = sample.unsqueeze(0).expand(size, *sample.shape).contiguous().to(features.device)
-        with features._precision():
+        with forward_mode(features.device, features.dtype):
             encode(pixels)
         if features.device.startswith("cuda"):
             torch.cuda.synchronize()

@@ -22,7 +22,6 @@ import hashlib
 import logging
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
@@ -322,7 +321,7 @@ class Features:
         start = time.perf_counter()
 
         def run(part: Any) -> np.ndarray:
-            with self._precision():
+            with forward_mode(self.device, self.dtype):
                 out = encode(part)
             return self._checked_output(what, part, out.float().cpu().numpy())
 
@@ -349,11 +348,6 @@ class Features:
         if not np.isfinite(out).all():
             raise PluginError(f"model {self.name!r}: {what} returned NaN or inf features")
         return out
-
-    @contextmanager
-    def _precision(self) -> Iterator[None]:
-        with forward_mode(self.device, self.dtype):
-            yield
 
     def _batch_size(self, rows: ImageRows, position: int, encode: Callable[[Any], Any]) -> int:
         if self.batch_size != "auto":
