@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -108,8 +109,10 @@ def _parse(data: bytes) -> ModelCard | None:
     return ModelCard(**card)
 
 
+@lru_cache(maxsize=1)
 def library_versions() -> dict[str, str | None]:
-    """Installed versions of :data:`LIBRARIES` (None: not installed)."""
+    """Installed versions of :data:`LIBRARIES` (None: not installed), looked up once per process (about
+    50 ms: a run may load several models)."""
     versions: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
